@@ -1,0 +1,1 @@
+"""WeaveDrive: Arweave-addressed data, signed, verified and admitted."""
