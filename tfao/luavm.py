@@ -1,0 +1,244 @@
+"""The sandboxed Lua 5.3 VM a process runs in.
+
+One lupa runtime per process. Untrusted code sees the aos globals and nothing of the host: no
+``python`` table, no attribute access on host objects, no ``debug``, no C modules, text chunks only
+in ``load``, an ``os`` and ``io`` without host access. Bridged Python modules reach Lua as plain
+functions that take and return plain values (see ``to_python``/``to_lua``).
+
+Limits: ``max_memory`` bounds the Lua heap; an instruction budget per call (a count hook installed
+on every coroutine) bounds compute. Both surface as Lua errors; the caller decides what they mean.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import numbers
+from typing import Any, Callable, Mapping
+
+import lupa.lua53 as lupa
+import numpy as np
+
+from tfao.blob import Blob
+
+LuaError = lupa.LuaError
+LuaMemoryError = lupa.LuaMemoryError
+
+# Instructions between two compute-budget checks: the hook costs one Lua call per step.
+HOOK_STEP = 10_000
+MAX_TABLE_DEPTH = 64
+
+COMPUTE_LIMIT_MESSAGE = "compute limit exceeded"
+
+# Runs once with full privileges, then removes what untrusted code must not reach. It returns the
+# functions the host keeps: the budget setter and the module loader.
+SANDBOX_BOOTSTRAP = r"""
+local sources, bridges, compute_message, hook_step = ...
+local sethook, gethook = debug.sethook, debug.gethook
+local raw_load, raw_type, raw_error, raw_getmetatable = load, type, error, getmetatable
+local co_create, co_wrap = coroutine.create, coroutine.wrap
+
+-- compute budget: every coroutine gets the same count hook, all charge one counter. The host
+-- resets `meter` directly (no Lua runs), so a tripped budget never blocks the next call.
+local meter = { budget = math.maxinteger, used = 0 }
+local function over_budget()
+  if meter.used >= meter.budget then raw_error(compute_message, 0) end
+end
+local function on_count()
+  meter.used = meter.used + hook_step
+  if meter.used >= meter.budget then
+    -- keep firing so a pcall cannot swallow the error and keep looping
+    sethook(coroutine.running(), over_budget, "", 1)
+    raw_error(compute_message, 0)
+  end
+end
+local function arm(thread) sethook(thread, on_count, "", hook_step) end
+local function rearm()
+  sethook()
+  arm(coroutine.running())
+end
+
+coroutine.create = function(f)
+  local co = co_create(f)
+  arm(co)
+  return co
+end
+coroutine.wrap = function(f)
+  local co = coroutine.create(f)
+  return function(...)
+    local res = table.pack(coroutine.resume(co, ...))
+    if not res[1] then raw_error(res[2], 0) end
+    return table.unpack(res, 2, res.n)
+  end
+end
+
+-- modules: the bundled Lua sources (by name and by ".name") and the bridged host tables
+local loaded = package.loaded
+local function find_source(name)
+  local plain = name:gsub("^%.", "")
+  return sources[plain], plain
+end
+function require(name)
+  if raw_type(name) ~= "string" then raw_error("bad argument #1 to 'require' (string expected)", 2) end
+  if loaded[name] ~= nil then return loaded[name] end
+  local src, plain = find_source(name)
+  if src == nil then raw_error("module '" .. name .. "' not found", 2) end
+  if loaded[plain] ~= nil then loaded[name] = loaded[plain]; return loaded[plain] end
+  local chunk = assert(raw_load(src, "@" .. plain .. ".lua", "t", _G))
+  local result = chunk(plain, bridges[plain])
+  if result == nil then result = true end
+  loaded[plain], loaded["." .. plain] = result, result
+  return result
+end
+
+-- strip the host
+python = nil
+loaded.python = nil
+debug = nil; loaded.debug = nil
+io = nil; loaded.io = nil
+dofile, loadfile = nil, nil
+package.loadlib, package.cpath, package.path = nil, "", ""
+package.searchers = {}
+package.preload = {}
+string.dump = nil
+collectgarbage = function(opt)
+  opt = opt or "collect"
+  if opt == "collect" or opt == "step" then return 0 end
+  raw_error("collectgarbage('" .. tostring(opt) .. "') is not available in a process", 2)
+end
+load = function(chunk, name, mode, env)
+  if mode ~= nil and mode ~= "t" then raw_error("only text chunks can be loaded", 2) end
+  if env == nil then return raw_load(chunk, name, "t") end
+  return raw_load(chunk, name, "t", env)
+end
+getmetatable = function(v)
+  if raw_type(v) == "userdata" then return nil end
+  return raw_getmetatable(v)
+end
+
+local safe_os = {}
+local raw_time, raw_date = os.time, os.date
+safe_os.difftime = os.difftime
+-- the process library replaces os.time with the message's timestamp; a table argument converts in UTC
+safe_os.time = function(t) if t == nil then return 0 end return raw_time(t) end
+safe_os.date = function(fmt, t) return raw_date(fmt, t or os.time()) end
+safe_os.clock = function() return meter.used / 1e9 end
+os = safe_os; loaded.os = safe_os
+
+-- WeaveDrive's virtual files: io.open("/data/ID"), "/tx/ID", "/block/H"
+io = {
+  open = function(path, mode)
+    return require("weavedrive").io_open(path, mode)
+  end,
+}
+
+return meter, rearm
+"""
+
+
+def _deny_attribute(obj, name, is_setting):
+    raise AttributeError("host objects have no accessible attributes")
+
+
+def bundled_sources() -> dict[bytes, bytes]:
+    """The Lua modules shipped in ``lua/``: module name -> source."""
+    root = importlib.resources.files("tfao.lua")
+    return {
+        entry.name[: -len(".lua")].encode(): entry.read_bytes()
+        for entry in root.iterdir()
+        if entry.name.endswith(".lua")
+    }
+
+
+class LuaVM:
+    """A sandboxed Lua 5.3 runtime with bundled modules, bridged host modules and limits."""
+
+    def __init__(
+        self,
+        *,
+        memory_limit: int | None = None,
+        bridges: Mapping[str, Mapping[str, Callable]] | None = None,
+        sources: Mapping[bytes, bytes] | None = None,
+    ):
+        self.lua = lupa.LuaRuntime(
+            encoding=None,
+            unpack_returned_tuples=True,
+            register_eval=False,
+            register_builtins=False,
+            attribute_filter=_deny_attribute,
+            max_memory=memory_limit,
+        )
+        bridge_tables = self.lua.table_from(
+            {name.encode(): self._bridge_table(functions) for name, functions in (bridges or {}).items()}
+        )
+        source_table = self.lua.table_from(dict(sources if sources is not None else bundled_sources()))
+        bootstrap = self.lua.execute(b"return function(...) " + SANDBOX_BOOTSTRAP.encode() + b" end")
+        self._meter, self._rearm = bootstrap(
+            source_table, bridge_tables, COMPUTE_LIMIT_MESSAGE.encode(), HOOK_STEP
+        )
+
+    def _bridge_table(self, functions: Mapping[str, Callable]):
+        return self.lua.table_from({name.encode(): self._bridge(fn) for name, fn in functions.items()})
+
+    def _bridge(self, fn: Callable) -> Callable:
+        """Wrap a host function: plain values in, ``(true, value)`` or ``(false, message)`` out."""
+
+        def call(*args):
+            try:
+                result = fn(*(to_python(a) for a in args))
+            except Exception as exc:  # every failure becomes a Lua-visible message, never a host trace
+                return False, str(exc).encode()
+            return True, to_lua(self.lua, result)
+
+        return call
+
+    def require(self, name: str):
+        return self.lua.globals()[b"require"](name.encode())
+
+    def execute(self, code: str):
+        return self.lua.execute(code.encode())
+
+    def set_compute_limit(self, instructions: int | None) -> None:
+        """Start a fresh instruction budget for the next call (None: unlimited)."""
+        self._meter[b"used"] = 0
+        self._meter[b"budget"] = instructions if instructions is not None else 2**63 - 1
+        self._rearm()
+
+    def instructions_used(self) -> int:
+        return self._meter[b"used"]
+
+    def memory_used(self) -> int | None:
+        return self.lua.get_memory_used()
+
+
+def to_python(value: Any, depth: int = 0) -> Any:
+    """Lua value -> plain Python: sequence tables -> list, other tables -> dict with str keys."""
+    if lupa.lua_type(value) == "table":
+        if depth > MAX_TABLE_DEPTH:
+            raise ValueError("table nesting too deep (or cyclic)")
+        items = [(to_python(k, depth + 1), to_python(v, depth + 1)) for k, v in value.items()]
+        keys = [k for k, _ in items]
+        if keys and all(isinstance(k, int) for k in keys) and sorted(keys) == list(range(1, len(keys) + 1)):
+            return [v for _, v in sorted(items, key=lambda kv: kv[0])]
+        return {(k.decode("utf-8", "replace") if isinstance(k, bytes) else k): v for k, v in items}
+    if lupa.lua_type(value) is not None:
+        raise ValueError(f"a Lua {lupa.lua_type(value)} cannot be passed to the host")
+    return value
+
+
+def to_lua(lua: lupa.LuaRuntime, value: Any) -> Any:
+    """Plain Python -> Lua: dict/list -> tables, str -> bytes, numpy -> numbers; Blob stays opaque."""
+    if value is None or isinstance(value, (bool, bytes, Blob)):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, np.ndarray):
+        return to_lua(lua, value.astype(np.float64).tolist() if value.dtype.kind == "f" else value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, numbers.Number):
+        return value
+    if isinstance(value, Mapping):
+        return lua.table_from({to_lua(lua, k): to_lua(lua, v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return lua.table_from([to_lua(lua, v) for v in value])
+    raise TypeError(f"cannot pass a {type(value).__name__} to Lua")

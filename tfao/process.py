@@ -1,0 +1,126 @@
+"""One aos process: a sandboxed VM running the bundled aos library, evaluating one message at a time.
+
+``AosProcess.handle(msg, env)`` is the compute unit's call into a module (``handle(msgJSON, envJSON)``)
+followed by the CU's merge of the response into a result. It does not roll back: an evaluation that
+ends in ``Error`` may leave the VM changed, so callers evaluate on a copy (see ``tfao.host``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Callable, Mapping
+
+from tfao.luavm import COMPUTE_LIMIT_MESSAGE, LuaError, LuaMemoryError, LuaVM
+
+DEFAULT_MEMORY_LIMIT = 1024**3  # AO's default Memory-Limit, 1 GB
+DEFAULT_COMPUTE_LIMIT = 9_000_000_000_000  # AO's default Compute-Limit
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|kib|mib|gib|tib)?\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+          "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+
+def parse_memory_limit(value: str | None) -> int:
+    """``Memory-Limit`` tag value ("1-gb", "4gb", "500mb", "1073741824") -> bytes."""
+    if not value:
+        return DEFAULT_MEMORY_LIMIT
+    match = _SIZE.match(value.replace("-", ""))
+    if not match:
+        raise ValueError(f"invalid Memory-Limit {value!r}")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[(unit or "b").lower()])
+
+
+def parse_compute_limit(value: str | None) -> int:
+    if not value:
+        return DEFAULT_COMPUTE_LIMIT
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"invalid Compute-Limit {value!r}") from None
+
+
+def limits_from_tags(tags: list[tuple[str, str]]) -> tuple[int, int]:
+    """(memory bytes, instruction budget per message) from a process's tags."""
+    first = {}
+    for name, value in tags:
+        first.setdefault(name, value)
+    return parse_memory_limit(first.get("Memory-Limit")), parse_compute_limit(first.get("Compute-Limit"))
+
+
+class AosProcess:
+    """The aos library in a sandboxed VM; ``handle`` evaluates one CU-shaped message."""
+
+    def __init__(
+        self,
+        *,
+        memory_limit: int = DEFAULT_MEMORY_LIMIT,
+        compute_limit: int = DEFAULT_COMPUTE_LIMIT,
+        bridges: Mapping[str, Mapping[str, Callable]] | None = None,
+    ):
+        self.compute_limit = compute_limit
+        self.vm = LuaVM(memory_limit=memory_limit, bridges=bridges)
+        self._handle = self.vm.require("loader")
+
+    def handle(self, msg: dict, env: dict) -> dict:
+        """Evaluate ``msg``; returns the CU result: Output, Messages, Spawns, Assignments[, Error]."""
+        self.vm.set_compute_limit(self.compute_limit)
+        try:
+            raw = self._handle(json.dumps(msg).encode(), json.dumps(env).encode())
+        except LuaMemoryError:
+            return error_result("out of memory: the process exceeded its Memory-Limit")
+        except LuaError as exc:
+            return error_result(_lua_error_text(exc))
+        reply = json.loads(raw)
+        if not reply.get("ok"):
+            return error_result(_error_text(reply.get("response")))
+        return merge_result(reply.get("response") or {})
+
+
+def _lua_error_text(exc: LuaError) -> str:
+    text = exc.args[0] if exc.args else str(exc)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = str(text).split("\nstack traceback:")[0]
+    if COMPUTE_LIMIT_MESSAGE in text:
+        return COMPUTE_LIMIT_MESSAGE + ": the process exceeded its Compute-Limit"
+    if "not enough memory" in text:
+        return "out of memory: the process exceeded its Memory-Limit"
+    return text
+
+
+def _error_text(response) -> str:
+    if isinstance(response, str):
+        if COMPUTE_LIMIT_MESSAGE in response:
+            return COMPUTE_LIMIT_MESSAGE + ": the process exceeded its Compute-Limit"
+        if response.endswith("not enough memory"):
+            return "out of memory: the process exceeded its Memory-Limit"
+        return response
+    return json.dumps(response)
+
+
+def error_result(message: str) -> dict:
+    return {"Error": message, "Messages": [], "Spawns": [], "Assignments": []}
+
+
+def merge_result(response: dict) -> dict:
+    """The CU's merge: an Error keeps only the error (state is rolled back by the caller)."""
+    if response.get("Error") is not None:
+        return error_result(_error_text(response["Error"]))
+    result = {
+        "Output": response.get("Output", ""),
+        "Messages": _as_list(response.get("Messages")),
+        "Spawns": _as_list(response.get("Spawns")),
+        "Assignments": _as_list(response.get("Assignments")),
+    }
+    if "GasUsed" in response:
+        result["GasUsed"] = response["GasUsed"]
+    return result
+
+
+def _as_list(value) -> list:
+    # Lua's json encodes an empty table as [] or {}; both mean "none"
+    if not value:
+        return []
+    return value if isinstance(value, list) else list(value.values())
