@@ -67,7 +67,8 @@ def b64url_decode(s: str | bytes) -> bytes:
     except UnicodeEncodeError as exc:
         raise ValueError(f"not base64url: {s!r}") from exc
     text = text.rstrip(b"=")
-    if len(text) % 4 == 1:
+    # b64decode would also take the standard alphabet's "+" and "/"; base64url must not.
+    if len(text) % 4 == 1 or b"+" in text or b"/" in text:
         raise ValueError(f"not base64url (bad length {len(text)}): {s!r}")
     try:
         return base64.b64decode(text + b"=" * (-len(text) % 4), altchars=b"-_", validate=True)
