@@ -377,10 +377,15 @@ def test_sign_rejects_malformed_target_and_anchor(wallet):
 
 def test_aoconnect_style_item_signed_with_salt_478_verifies(wallet):
     """Assembles the bytes field by field, as aoconnect's signer does, and signs with max salt."""
+    jwk = {name: int.from_bytes(b64url_decode(v), "big") for name, v in wallet.jwk.items() if name != "kty"}
     numbers = rsa.RSAPrivateNumbers(
-        **{k: int.from_bytes(b64url_decode(wallet.jwk[j]), "big") for k, j in
-           [("p", "p"), ("q", "q"), ("d", "d"), ("dmp1", "dp"), ("dmq1", "dq"), ("iqmp", "qi")]},
-        public_numbers=rsa.RSAPublicNumbers(65537, int.from_bytes(wallet.owner, "big")),
+        p=jwk["p"],
+        q=jwk["q"],
+        d=jwk["d"],
+        dmp1=jwk["dp"],
+        dmq1=jwk["dq"],
+        iqmp=jwk["qi"],
+        public_numbers=rsa.RSAPublicNumbers(jwk["e"], jwk["n"]),
     )
     private_key = numbers.private_key(unsafe_skip_rsa_key_validation=True)
     target = b64url_decode(PROCESS_ID)
@@ -388,12 +393,11 @@ def test_aoconnect_style_item_signed_with_salt_478_verifies(wallet):
     message = deep_hash([b"dataitem", b"1", b"1", wallet.owner, target, b"", raw_tags, b" "])
     max_salt = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.MAX_LENGTH)
     signature = private_key.sign(message, max_salt, hashes.SHA256())
-    raw = b"".join(
-        [
-            struct.pack("<H", 1), signature, wallet.owner,
-            b"\x01", target, b"\x00",
-            struct.pack("<QQ", len(AOCONNECT_TAGS), len(raw_tags)), raw_tags, b" ",
-        ]
+    tag_counts = struct.pack("<QQ", len(AOCONNECT_TAGS), len(raw_tags))
+    # type, signature, owner, target present + target, anchor absent, tag counts, tags, data
+    raw = (
+        struct.pack("<H", 1) + signature + wallet.owner
+        + b"\x01" + target + b"\x00" + tag_counts + raw_tags + b" "
     )
     item = DataItem.parse(raw)
     assert item.signature_message() == message
@@ -422,7 +426,9 @@ def big_file(tmp_path_factory) -> Path:
 def test_sign_stream_matches_sign_data_item(big_file, wallet):
     tags = [("Content-Type", "application/octet-stream")]
     length = big_file.stat().st_size
-    streamed, header = sign_stream(wallet, lambda: file_chunks(big_file), length, target=PROCESS_ID, tags=tags)
+    streamed, header = sign_stream(
+        wallet, lambda: file_chunks(big_file), length, target=PROCESS_ID, tags=tags
+    )
     assert streamed.data == b""
     whole = sign_data_item(wallet, big_file.read_bytes(), target=PROCESS_ID, tags=tags)
     full = DataItem.parse(header + big_file.read_bytes())
