@@ -46,6 +46,8 @@ class InvalidDataItem(ValueError):
 
 
 class Signer(Protocol):
+    """Anything that signs items: a signature type, its raw public key, and ``sign``."""
+
     signature_type: int
     owner: bytes
 
