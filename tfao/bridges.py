@@ -1,0 +1,89 @@
+"""What a process's bridged modules (``weavedrive``, ``transformers``) see of the host.
+
+A ``ProcessContext`` is built once per process host: the process and module records, the message
+being evaluated (its Block-Height and Timestamp gate WeaveDrive admissibility), the inference-result
+cache, and the data resolver that turns bytes, base64, ids and references into blobs.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Callable
+
+from tfao.blob import Blob, to_blob
+from tfao.weavedrive_bridge import WeaveDrive
+from weavedrive.store import WeaveStore
+
+
+class InferenceCache:
+    """Deterministic inference results by a hash of their inputs, so replays never recompute them.
+
+    One SQLite file per node home; a connection per OS process (process hosts fork).
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._pid = None
+        self._db = None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+            self._pid = os.getpid()
+        return self._db
+
+    def get(self, key: str) -> bytes | None:
+        row = self._conn().execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def put(self, key: str, value: bytes) -> None:
+        self._conn().execute("INSERT OR IGNORE INTO results (key, value) VALUES (?, ?)", (key, value))
+
+
+class ProcessContext:
+    """The host side of one process's bridged modules."""
+
+    def __init__(self, config):
+        self.config = config
+        self.process = {"id": config.process_id, "owner": config.process_owner, "tags": config.process_tags}
+        self.module = {"id": config.module_id, "owner": config.module_owner, "tags": config.module_tags}
+        self.cache = InferenceCache(Path(config.home) / "inference.sqlite")
+        self.message: dict = {}
+        self.drive: WeaveDrive | None = None
+        self._resolve_id: Callable[[str], Blob] | None = None
+        self._manifest_of: Callable[[Blob], dict | None] | None = None
+
+    def set_message(self, msg: dict) -> None:
+        self.message = msg
+
+    def block_height(self) -> int:
+        return int(self.message.get("Block-Height") or 0)
+
+    def timestamp(self) -> int:
+        return int(self.message.get("Timestamp") or 0)
+
+    def blob(self, value) -> Blob:
+        return to_blob(value, self._resolve_id)
+
+    def manifest(self, blob: Blob) -> dict | None:
+        return self._manifest_of(blob) if self._manifest_of else None
+
+    def bridges(self) -> dict[str, dict[str, Callable]]:
+        """The bridged modules, by Lua module name."""
+        from tfao import transformers_bridge, weavedrive_bridge
+
+        store = WeaveStore(self.config.home)
+        self.drive = WeaveDrive.for_process(
+            store, self.process, self.module, admit_all=bool(self.config.options.get("admit_all"))
+        )
+        self._resolve_id = weavedrive_bridge.blob_resolver(self)
+        self._manifest_of = weavedrive_bridge.manifest_of
+        return {
+            "weavedrive": weavedrive_bridge.bridge_functions(self),
+            "transformers": transformers_bridge.bridge_functions(self),
+        }

@@ -1,0 +1,340 @@
+"""Process hosts: each AO process lives in its own OS process, and every evaluation runs in a fork.
+
+Why fork: a compute unit must roll back a message that ends in ``Error`` and must answer dry-runs
+against the latest state without changing it. A fork is an exact copy-on-write snapshot of the
+whole Lua VM (coroutines, closures, loaded models), so:
+
+* a message is evaluated in a child of the *holder* (the process that holds the committed state).
+  On success the child becomes the new holder and the old one exits; on ``Error``, a crash, a
+  memory bomb or a compute-limit overrun the child is dropped and the holder is untouched;
+* a dry-run is evaluated in a throw-away child, so it never waits for a running message.
+
+Holders are forked from a small single-threaded *zygote* (a clean Python that has imported the
+runtime once), never from the multi-threaded node. The zygote is a child subreaper, so holders
+whose parent exited are reaped by it. All writers to a holder's channel (holder, evaluating
+child, dry-run children) serialise their frames with one lock.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import multiprocessing
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@dataclass
+class HostConfig:
+    """What a holder needs to build its process: limits and the context of its bridges."""
+
+    process_id: str
+    process_owner: str
+    process_tags: list[tuple[str, str]]
+    module_id: str
+    module_owner: str
+    module_tags: list[tuple[str, str]]
+    home: str
+    memory_limit: int
+    compute_limit: int
+    options: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------- node side
+
+
+class Zygote:
+    """A clean process that forks holders on request; owned by one node."""
+
+    def __init__(self):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env = dict(os.environ, TZ="UTC")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tfao.host", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            env=env,
+            start_new_session=True,
+        )
+        theirs.close()
+        self.control = ours
+        self.lock = threading.Lock()
+
+    def spawn(self, config: HostConfig) -> "ProcessHost":
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        payload = pickle.dumps(config)
+        with self.lock:
+            socket.send_fds(self.control, [struct.pack("!I", len(payload))], [theirs.fileno()])
+            self.control.sendall(payload)
+        theirs.close()
+        return ProcessHost(Connection(ours.detach()))
+
+    def close(self) -> None:
+        try:
+            self.control.close()
+        finally:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+class HostError(RuntimeError):
+    """The holder went away (the node is closing, or the host crashed)."""
+
+
+class ProcessHost:
+    """The node's handle on one holder: evaluate (one at a time), dry-run and replay (any time)."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.send_lock = threading.Lock()
+        self.pending: dict[int, Future] = {}
+        self.ids = itertools.count(1)
+        self.closed = False
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _request(self, kind: str, *args) -> Future:
+        future: Future = Future()
+        with self.send_lock:
+            if self.closed:
+                raise HostError("process host is closed")
+            rid = next(self.ids)
+            self.pending[rid] = future
+            self.conn.send((kind, rid, *args))
+        return future
+
+    def _read(self) -> None:
+        try:
+            while True:
+                rid, ok, value = self.conn.recv()
+                future = self.pending.pop(rid, None)
+                if future is None:
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(HostError(value))
+        except (EOFError, OSError):
+            pass
+        self.closed = True
+        for future in list(self.pending.values()):
+            future.set_exception(HostError("process host exited"))
+        self.pending.clear()
+
+    def evaluate(self, msg: dict, env: dict) -> dict:
+        """Evaluate a scheduled message; commits the new state unless the result has an Error."""
+        return self._request("eval", msg, env).result()
+
+    def dryrun(self, msg: dict, env: dict) -> dict:
+        return self._request("dryrun", msg, env).result()
+
+    def replay(self, messages: list[tuple[dict, dict]]) -> int:
+        """Re-apply messages known to have succeeded (restart); returns how many diverged."""
+        return self._request("replay", messages).result()
+
+    def close(self) -> None:
+        with self.send_lock:
+            self.closed = True
+            self.conn.close()
+
+
+# ------------------------------------------------------------------------------------- zygote side
+
+
+def _zygote_main(control_fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    import time
+
+    time.tzset()
+    # import the runtime once so every holder starts warm
+    import tfao.process  # noqa: F401
+    import tfao.bridges  # noqa: F401
+
+    control = socket.socket(fileno=control_fd)
+    while True:
+        ready, _, _ = select.select([control], [], [], 1.0)
+        _reap()
+        if not ready:
+            continue
+        try:
+            header, fds, _, _ = socket.recv_fds(control, 4, 1)
+        except OSError:
+            header = b""
+        if not header:
+            break
+        (length,) = struct.unpack("!I", header)
+        payload = _recv_exactly(control, length)
+        config = pickle.loads(payload)
+        if os.fork() == 0:
+            control.close()
+            _run_holder(fds[0], config)
+        os.close(fds[0])
+    os.killpg(0, signal.SIGKILL)
+
+
+def _recv_exactly(sock: socket.socket, length: int) -> bytes:
+    chunks, remaining = [], length
+    while remaining:
+        chunk = sock.recv(remaining)
+        if not chunk:
+            raise EOFError("control socket closed")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+# ------------------------------------------------------------------------------------- holder side
+
+
+class _Holder:
+    """Holds the committed state of one process and forks a child for every evaluation."""
+
+    def __init__(self, conn: Connection, config: HostConfig):
+        from tfao.bridges import ProcessContext
+        from tfao.process import AosProcess
+
+        self.conn = conn
+        self.write_lock = multiprocessing.Lock()
+        self.context = ProcessContext(config)
+        self.process = AosProcess(
+            memory_limit=config.memory_limit,
+            compute_limit=config.compute_limit,
+            bridges=self.context.bridges(),
+        )
+
+    def receive(self) -> tuple:
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):  # the node is gone
+            os._exit(0)
+
+    def reply(self, rid: int, ok: bool, value) -> None:
+        with self.write_lock:
+            self.conn.send((rid, ok, value))
+
+    def evaluate(self, msg: dict, env: dict) -> dict:
+        self.context.set_message(msg)
+        return self.process.handle(msg, env)
+
+    def serve(self) -> None:
+        while True:
+            _reap()
+            kind, rid, *args = self.receive()
+            if kind == "eval":
+                self.fork_eval(rid, *args)
+            elif kind == "dryrun":
+                self.fork_dryrun(rid, *args)
+            elif kind == "replay":
+                diverged = sum("Error" in self.evaluate(msg, env) for msg, env in args[0])
+                self.reply(rid, True, diverged)
+
+    def fork_dryrun(self, rid: int, msg: dict, env: dict) -> None:
+        if os.fork() == 0:
+            try:
+                self.reply(rid, True, self.evaluate(msg, env))
+            finally:
+                os._exit(0)
+
+    def fork_eval(self, rid: int, msg: dict, env: dict) -> None:
+        """Evaluate in a child. Success: the child returns here as the new holder and this one exits."""
+        status_r, status_w = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.close(status_r)
+            self.run_child(rid, msg, env, status_w)
+        else:
+            os.close(status_w)
+            self.watch_child(rid, child, status_r)
+
+    def run_child(self, rid: int, msg: dict, env: dict, status_w: int) -> None:
+        holder = os.getppid()
+        try:
+            result = self.evaluate(msg, env)
+        except BaseException as exc:  # a host bug: report it as the message's error, keep the holder
+            result = {"Error": f"evaluation failed: {exc}", "Messages": [], "Spawns": [], "Assignments": []}
+        committed = "Error" not in result
+        # tell the holder first, so it stops reading before the node can send the next request
+        os.write(status_w, b"C" if committed else b"E")
+        self.reply(rid, True, result)
+        os.close(status_w)
+        if not committed:
+            os._exit(0)
+        _wait_for_exit(holder)
+
+    def watch_child(self, rid: int, child: int, status_r: int) -> None:
+        """Serve dry-runs from the old state until the child reports; then hand over or carry on."""
+        while True:
+            ready, _, _ = select.select([status_r, self.conn], [], [])
+            if status_r in ready:
+                break
+            kind, other, *args = self.receive()
+            if kind != "dryrun":
+                self.reply(other, False, "an evaluation is already running in this process")
+                continue
+            self.fork_dryrun(other, *args)
+        verdict = os.read(status_r, 1)
+        os.close(status_r)
+        if verdict == b"C":
+            os._exit(0)
+        try:
+            os.waitpid(child, 0)
+        except ChildProcessError:
+            pass
+        if verdict == b"":
+            self.reply(rid, True, {
+                "Error": "evaluation crashed (the process host was killed or ran out of memory)",
+                "Messages": [], "Spawns": [], "Assignments": [],
+            })
+
+
+def _wait_for_exit(pid: int) -> None:
+    fd = os.pidfd_open(pid)
+    try:
+        select.select([fd], [], [])
+    finally:
+        os.close(fd)
+
+
+def _run_holder(fd: int, config: HostConfig) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn = Connection(fd)
+    try:
+        _Holder(conn, config).serve()
+    except BaseException as exc:  # the process could not even be built: answer every request with why
+        message = f"process host failed to start: {exc}"
+        while True:
+            try:
+                _, rid, *_ = conn.recv()
+            except (EOFError, OSError):
+                break
+            conn.send((rid, False, message))
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    _zygote_main(int(sys.argv[1]))

@@ -1,0 +1,460 @@
+"""A local AO node: messenger, scheduler and compute unit over one durable log.
+
+``Node`` accepts signed data items (processes and messages), assigns each message a nonce, a
+timestamp, a block height and a hash-chain link with a signed assignment, stores both before
+acknowledging, evaluates them in order in the process's host, stores the result, and pushes the
+outbox (messages, spawns, assignments) to local processes as the messenger would.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from tfao.host import HostConfig, Zygote
+from tfao.process import limits_from_tags
+from tfao.store import NodeStore, ScheduledMessage
+from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_decode, b64url_encode, sign_data_item
+from weavedrive.store import WeaveStore
+from weavedrive.wallet import Wallet, default_wallet
+
+MODULE_FORMAT = "tfao-lua-5.3"
+VARIANT = "ao.TN.1"
+# tags the messenger rewrites when it pushes an outbox message (section 1.6 of the protocol notes)
+PUSH_DROPPED_TAGS = {"Data-Protocol", "Type", "From-Process", "From-Module", "Assignments"}
+REPLAY_BATCH = 500
+
+Tags = Sequence[tuple[str, str]]
+
+
+class NodeError(Exception):
+    """A request the node refuses (unknown process, bad item...); the message says why."""
+
+
+class NotFound(NodeError):
+    pass
+
+
+def tag_list(tags) -> list[tuple[str, str]]:
+    """Tags from a dict, a list of pairs, or aoconnect's list of {name, value}."""
+    if tags is None:
+        return []
+    if isinstance(tags, dict):
+        return [(str(k), str(v)) for k, v in tags.items()]
+    result = []
+    for tag in tags:
+        if isinstance(tag, dict):
+            result.append((str(tag["name"]), str(tag["value"])))
+        else:
+            name, value = tag
+            result.append((str(name), str(value)))
+    return result
+
+
+def first_tag(tags: Tags, name: str, default: str | None = None) -> str | None:
+    return next((value for tag_name, value in tags if tag_name == name), default)
+
+
+def encode_cursor(timestamp: int, nonce: int, sort: str) -> str:
+    """aoconnect's cursor: standard base64 of {timestamp, ordinate, cron, sort}."""
+    payload = {"timestamp": timestamp, "ordinate": str(nonce), "cron": None, "sort": sort}
+    return base64.b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode()
+
+
+def decode_cursor(value: str) -> tuple[str, int]:
+    """('nonce', n) for a cursor, ('timestamp', t) for a bare timestamp."""
+    if value.isdigit():
+        return "timestamp", int(value)
+    try:
+        payload = json.loads(base64.b64decode(value))
+        return "nonce", int(payload["ordinate"])
+    except (ValueError, KeyError, TypeError):
+        raise NodeError(f"invalid cursor {value!r}") from None
+
+
+class Node:
+    """A local AO node over a home folder (``home=None``: a temporary, non-durable one)."""
+
+    def __init__(self, home: str | Path | None = None, *, wallet: Wallet | None = None, durable: bool | None = None):
+        self.temporary = home is None
+        self.home = Path(tempfile.mkdtemp(prefix="tfao-node-")) if home is None else Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.wallet = wallet or default_wallet(self.home)
+        self.address = self.wallet.address
+        self.weave = WeaveStore(self.home)
+        self.store = NodeStore(self.home / "node.sqlite", durable=not self.temporary if durable is None else durable)
+        self.zygote = Zygote()
+        self.hosts: dict = {}
+        self.workers: dict[str, threading.Thread] = {}
+        self.changed = threading.Condition()
+        self.closing = False
+        self.module_id = self._default_module()
+        for record in self.store.processes():
+            self._start(record["id"])
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        with self.changed:
+            self.closing = True
+            self.changed.notify_all()
+        for host in self.hosts.values():
+            host.close()
+        for worker in self.workers.values():
+            worker.join(timeout=10)
+        self.zygote.close()
+        if self.temporary:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> "Node":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _default_module(self) -> str:
+        """The module processes use unless they name another: published once per node home."""
+        module_id = self.store.setting("default-module")
+        if module_id is None:
+            tags = [
+                ("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Module"),
+                ("Module-Format", MODULE_FORMAT), ("Input-Encoding", "JSON-1"), ("Output-Encoding", "JSON-1"),
+                ("Memory-Limit", "1-gb"), ("Compute-Limit", "9000000000000"), ("Extension", "WeaveDrive"),
+                ("Content-Type", "text/x-lua"), ("Name", "tfao-aos"),
+            ]
+            module_id = self.weave.add_bytes(b"-- the bundled aos process library\n", self.wallet, tags).id
+            self.store.set_setting("default-module", module_id)
+        return module_id
+
+    # ------------------------------------------------------------------ messenger + scheduler
+    def submit(self, item: DataItem | bytes) -> DataItem:
+        """Verify and schedule a signed process or message; returns the item once it is on disk."""
+        if not isinstance(item, DataItem):
+            item = DataItem.parse(item)
+        if not item.verify():
+            raise InvalidDataItem(f"data item {item.id}: signature does not verify")
+        kind = item.tag("Type")
+        if kind == "Process":
+            self._create_process(item)
+        elif kind == "Message":
+            pid = item.target_id
+            if pid is None or not self.store.has_process(pid):
+                raise NotFound(f"process {pid} not found on this node")
+            with self.store.transaction() as conn:
+                self._record(item)
+                self._schedule(conn, pid, item)
+            self._wake()
+        else:
+            raise NodeError(f"data item {item.id} has Type {kind!r}: expected Process or Message")
+        return item
+
+    def _record(self, item: DataItem) -> None:
+        """Keep the signed item in the weave so the gateway serves it (GraphQL, /raw/ID)."""
+        self.weave.add_item(item)
+
+    def _create_process(self, item: DataItem, conn=None) -> None:
+        module_id = item.tag("Module")
+        if module_id is None:
+            raise NodeError(f"process {item.id} has no Module tag")
+        if not self.weave.has(module_id) or self.weave.get(module_id).tag("Type") != "Module":
+            raise NotFound(f"module {module_id} not found on this node")
+        if self.store.has_process(item.id):
+            return
+        self._record(item)
+        if conn is None:
+            with self.store.transaction() as conn:
+                self._register(conn, item, module_id)
+        else:
+            self._register(conn, item, module_id)
+        self._start(item.id)
+
+    def _register(self, conn, item: DataItem, module_id: str) -> None:
+        self.store.add_process(conn, item.id, item.owner_address, module_id, item.tag("Name"))
+        self._schedule(conn, item.id, item)
+
+    def _schedule(self, conn, pid: str, item: DataItem) -> ScheduledMessage:
+        """Assign the next nonce with a signed assignment (section 2.9) and store both."""
+        last = self.store.last_assignment(conn, pid)
+        nonce = 0 if last is None else last[0] + 1
+        timestamp = int(time.time() * 1000) if last is None else max(int(time.time() * 1000), last[3])
+        previous = b64url_decode(pid) if last is None else b64url_decode(last[1]) + b64url_decode(last[2])
+        hash_chain = b64url_encode(hashlib.sha256(previous).digest())
+        height = self.weave.current_height()
+        assignment = sign_data_item(self.wallet, b"", tags=[
+            ("Process", pid), ("Epoch", "0"), ("Nonce", str(nonce)), ("Hash-Chain", hash_chain),
+            ("Block-Height", f"{height:012d}"), ("Timestamp", str(timestamp)),
+            ("Data-Protocol", "ao"), ("Type", "Assignment"), ("Variant", VARIANT), ("Message", item.id),
+        ])
+        scheduled = ScheduledMessage(pid, nonce, item.id, assignment.id, item.to_bytes(), assignment.to_bytes(),
+                                     timestamp, height, hash_chain)
+        self.store.add_message(conn, scheduled)
+        return scheduled
+
+    def spawn(self, *, module: str | None = None, tags=None, data: str | bytes = "", wallet: Wallet | None = None,
+              name: str | None = None) -> "ProcessHandle":
+        """Sign and submit a process item as aoconnect's spawn would; returns its handle."""
+        user_tags = tag_list(tags)
+        if name is not None:
+            user_tags.append(("Name", name))
+        item = sign_data_item(wallet or self.wallet, _data_or_space(data), tags=_ao_tags(user_tags, data, [
+            ("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Process"),
+            ("Module", module or self.module_id), ("Scheduler", self.address),
+        ]))
+        self.submit(item)
+        return ProcessHandle(self, item.id)
+
+    def message(self, process: str, *, data: str | bytes = "", tags=None, wallet: Wallet | None = None,
+                anchor: bytes | None = None) -> str:
+        """Sign and submit a message as aoconnect's message would; returns its id."""
+        item = sign_data_item(wallet or self.wallet, _data_or_space(data), target=process, anchor=anchor,
+                              tags=_ao_tags(tag_list(tags), data, [
+                                  ("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message")]))
+        return self.submit(item).id
+
+    def process(self, pid: str) -> "ProcessHandle":
+        if not self.store.has_process(pid):
+            raise NotFound(f"process {pid} not found on this node")
+        return ProcessHandle(self, pid)
+
+    def processes(self) -> list[dict]:
+        return self.store.processes()
+
+    # ------------------------------------------------------------------ compute unit
+    def _process_record(self, pid: str) -> tuple[DataItem, DataItem]:
+        first = self.store.message(pid, 0)
+        process_item = DataItem.parse(first.item)
+        module = self.weave.get(process_item.tag("Module"))
+        return process_item, module
+
+    def _env(self, pid: str) -> dict:
+        process_item, module = self._process_record(pid)
+        return {
+            "Process": {"Id": pid, "Owner": process_item.owner_address, "Tags": _tag_objects(process_item.tags)},
+            "Module": {"Id": module.id, "Owner": module.owner_address, "Tags": _tag_objects(module.tags)},
+        }
+
+    def _start(self, pid: str) -> None:
+        process_item, module = self._process_record(pid)
+        memory, compute = limits_from_tags(list(process_item.tags) + list(module.tags))
+        host = self.zygote.spawn(HostConfig(
+            process_id=pid, process_owner=process_item.owner_address, process_tags=list(process_item.tags),
+            module_id=module.id, module_owner=module.owner_address, module_tags=list(module.tags),
+            home=str(self.home), memory_limit=memory, compute_limit=compute,
+        ))
+        self.hosts[pid] = host
+        env = self._env(pid)
+        done = self.store.successful_messages(pid)
+        for start in range(0, len(done), REPLAY_BATCH):
+            host.replay([(cu_message(m), env) for m in done[start:start + REPLAY_BATCH]])
+        worker = threading.Thread(target=self._evaluate_loop, args=(pid, env), daemon=True, name=f"eval-{pid[:8]}")
+        self.workers[pid] = worker
+        worker.start()
+
+    def _wake(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+    def _evaluate_loop(self, pid: str, env: dict) -> None:
+        host = self.hosts[pid]
+        while True:
+            with self.changed:
+                while not self.closing and self.store.message(pid, self.store.evaluated_upto(pid) + 1) is None:
+                    self.changed.wait()
+                if self.closing:
+                    return
+            scheduled = self.store.message(pid, self.store.evaluated_upto(pid) + 1)
+            try:
+                result = host.evaluate(cu_message(scheduled), env)
+            except Exception:
+                if self.closing:
+                    return
+                raise
+            with self.store.transaction() as conn:
+                self.store.add_result(conn, scheduled, result)
+                if "Error" not in result:
+                    self._push_outbox(conn, pid, scheduled, result)
+            self._wake()
+
+    def _push_outbox(self, conn, pid: str, scheduled: ScheduledMessage, result: dict) -> None:
+        """Deliver what the process sent to local processes, in the result's transaction."""
+        module = self.store.message(pid, 0)
+        module_id = DataItem.parse(module.item).tag("Module")
+        for out in result.get("Messages", []):
+            target = out.get("Target")
+            if not target or not self.store.has_process(target):
+                continue  # not on this node: kept in the result for whoever relays it
+            tags = [(t["name"], t["value"]) for t in out.get("Tags", []) if t["name"] not in PUSH_DROPPED_TAGS]
+            tags += [("Data-Protocol", "ao"), ("Type", "Message"), ("From-Process", pid),
+                     ("From-Module", module_id), ("Pushed-For", scheduled.id)]
+            item = sign_data_item(self.wallet, _data_or_space(out.get("Data") or ""), target=target,
+                                  anchor=_anchor(out.get("Anchor")), tags=tags)
+            self._record(item)
+            self._schedule(conn, target, item)
+        for spawn in result.get("Spawns", []):
+            tags = [(t["name"], t["value"]) for t in spawn.get("Tags", [])]
+            if first_tag(tags, "Scheduler") is None:
+                tags.append(("Scheduler", self.address))
+            item = sign_data_item(self.wallet, _data_or_space(spawn.get("Data") or ""),
+                                  anchor=_anchor(spawn.get("Anchor")), tags=tags)
+            self._create_process(item, conn)
+            spawned = [("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message"), ("Action", "Spawned"),
+                       ("Process", item.id), ("From-Process", pid), ("Pushed-For", scheduled.id)]
+            reference = first_tag(tags, "Reference")
+            if reference is not None:
+                spawned.append(("Reference", reference))
+            reply = sign_data_item(self.wallet, item.id, target=pid, tags=spawned)
+            self._record(reply)
+            self._schedule(conn, pid, reply)
+        for assignment in result.get("Assignments", []):
+            message = self.store.find_message(assignment.get("Message", ""))
+            if message is None:
+                continue
+            for target in assignment.get("Processes", []):
+                if self.store.has_process(target):
+                    self._schedule(conn, target, DataItem.parse(message.item))
+
+    def _nonce_of(self, pid: str, message_id: str) -> ScheduledMessage:
+        if not self.store.has_process(pid):
+            raise NotFound(f"process {pid} not found on this node")
+        scheduled = self.store.find_message(message_id, pid)
+        if scheduled is None:
+            raise NotFound(f"message {message_id} is not scheduled on process {pid}")
+        return scheduled
+
+    def result(self, pid: str, message_id: str, timeout: float | None = None) -> dict:
+        """The result of a message, waiting until it has been evaluated."""
+        scheduled = self._nonce_of(pid, message_id)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.changed:
+            while (row := self.store.result(pid, scheduled.nonce)) is None:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if self.closing or (remaining is not None and remaining <= 0):
+                    raise TimeoutError(f"message {message_id} has not been evaluated yet")
+                self.changed.wait(remaining)
+        return row.result
+
+    def results(self, pid: str, *, from_: str | None = None, to: str | None = None, sort: str = "ASC",
+                limit: int = 25) -> dict:
+        """A page of results like the CU's ``/results``: ``from`` exclusive, ``to`` inclusive."""
+        if not self.store.has_process(pid):
+            raise NotFound(f"process {pid} not found on this node")
+        sort = sort.upper()
+        low, high = -1, 2**62
+        if from_:
+            low = self._bound(pid, from_)
+        if to:
+            high = self._bound(pid, to)
+        rows = self.store.results_between(pid, low, high, descending=sort == "DESC", limit=limit + 1)
+        edges = [{"cursor": encode_cursor(r.timestamp, r.nonce, sort), "node": r.result} for r in rows[:limit]]
+        return {"pageInfo": {"hasNextPage": len(rows) > limit}, "edges": edges}
+
+    def _bound(self, pid: str, value: str) -> int:
+        kind, number = decode_cursor(value)
+        if kind == "nonce":
+            return number
+        return self.store.nonce_at_timestamp(pid, number)
+
+    def dryrun(self, pid: str, message: dict) -> dict:
+        """Evaluate an unsigned message against the latest state; nothing is kept."""
+        if not self.store.has_process(pid):
+            raise NotFound(f"process {pid} not found on this node")
+        last = self.store.message(pid, max(self.store.evaluated_upto(pid), 0))
+        msg = {"Timestamp": last.timestamp, "Block-Height": last.block_height, "Cron": False, "Target": pid}
+        msg.update(message)
+        msg["Tags"] = _tag_objects(tag_list(msg.get("Tags")))
+        owner = msg.get("Owner")
+        msg["From"] = first_tag(tag_list(msg["Tags"]), "From-Process") or msg.get("From") or owner
+        msg["Read-Only"] = True
+        return self.hosts[pid].dryrun(msg, self._env(pid))
+
+
+class ProcessHandle:
+    """A process on a node, for tests and scripts: send, eval, dry-run and read results."""
+
+    def __init__(self, node: Node, pid: str):
+        self.node, self.id = node, pid
+
+    def __repr__(self) -> str:
+        return f"ProcessHandle({self.id})"
+
+    def message(self, action: str | None = None, *, data: str | bytes = "", tags=None,
+                wallet: Wallet | None = None) -> str:
+        all_tags = ([("Action", action)] if action else []) + tag_list(tags)
+        return self.node.message(self.id, data=data, tags=all_tags, wallet=wallet)
+
+    def send(self, action: str | None = None, *, data: str | bytes = "", tags=None,
+             wallet: Wallet | None = None, timeout: float | None = 60) -> dict:
+        """Send a message and wait for its result."""
+        return self.result(self.message(action, data=data, tags=tags, wallet=wallet), timeout=timeout)
+
+    def eval(self, code: str, *, wallet: Wallet | None = None, timeout: float | None = 60) -> dict:
+        return self.send("Eval", data=code, wallet=wallet, timeout=timeout)
+
+    def result(self, message_id: str, timeout: float | None = 60) -> dict:
+        return self.node.result(self.id, message_id, timeout=timeout)
+
+    def dryrun(self, action: str | None = None, *, data: str = "", tags=None, owner: str | None = None) -> dict:
+        all_tags = ([("Action", action)] if action else []) + tag_list(tags)
+        all_tags += [("Data-Protocol", "ao"), ("Type", "Message"), ("Variant", VARIANT)]
+        return self.node.dryrun(self.id, {
+            "Id": "1234", "Owner": owner or self.node.store.process_owner(self.id), "Anchor": "0",
+            "Data": data or "1234", "Tags": _tag_objects(all_tags),
+        })
+
+    def results(self, **kwargs) -> dict:
+        return self.node.results(self.id, **kwargs)
+
+
+def cu_message(scheduled: ScheduledMessage) -> dict:
+    """The message object the compute unit gives a process (section 1.2 of the protocol notes)."""
+    item = DataItem.parse(scheduled.item)
+    tags = list(item.tags)
+    owner = item.owner_address
+    from_process = first_tag(tags, "From-Process")
+    msg = {
+        "Id": item.id,
+        "Signature": b64url_encode(item.signature),
+        "Owner": owner,
+        "From": from_process or owner,
+        "Target": item.target_id or scheduled.process_id,
+        "Anchor": item.anchor.decode("utf-8", "replace"),
+        "Tags": _tag_objects(tags),
+        "Data": item.data.decode("utf-8", "replace"),
+        "Timestamp": scheduled.timestamp,
+        "Block-Height": scheduled.block_height,
+        "Hash-Chain": scheduled.hash_chain,
+        "Cron": False,
+    }
+    if scheduled.nonce > 0:
+        msg["Epoch"], msg["Nonce"] = 0, scheduled.nonce
+    if from_process:
+        msg["Forwarded-By"] = owner
+    return msg
+
+
+def _tag_objects(tags: Iterable[tuple[str, str]]) -> list[dict]:
+    return [{"name": name, "value": value} for name, value in tags]
+
+
+def _data_or_space(data: str | bytes) -> bytes:
+    data = data.encode() if isinstance(data, str) else bytes(data)
+    return data or b" "
+
+
+def _ao_tags(user_tags: list, data, protocol_tags: list) -> list:
+    """aoconnect's tag order: caller tags, Content-Type (no data), SDK, then the protocol tags."""
+    extra = [("Content-Type", "text/plain")] if not data else []
+    return [t for t in user_tags if t[0] not in ("Variant", "Type")] + extra + [("SDK", "tfao")] + protocol_tags
+
+
+def _anchor(value) -> bytes | None:
+    if not value:
+        return None
+    raw = str(value).encode()
+    return raw if len(raw) == 32 else None

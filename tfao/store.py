@@ -1,0 +1,219 @@
+"""The node's durable log: processes, scheduled messages with their assignments, and results.
+
+SQLite in WAL mode. A message is acknowledged only after the transaction that schedules it has
+committed, so an acknowledged message survives a crash; results are derived and can be recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS processes (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    module TEXT NOT NULL,
+    name TEXT,
+    created INTEGER NOT NULL            -- insertion order, for listing
+);
+CREATE TABLE IF NOT EXISTS messages (
+    process_id TEXT NOT NULL,
+    nonce INTEGER NOT NULL,
+    id TEXT NOT NULL,                   -- the message item's id (the process id for nonce 0)
+    assignment_id TEXT NOT NULL,
+    item BLOB NOT NULL,                 -- the signed ANS-104 message
+    assignment BLOB NOT NULL,           -- the signed ANS-104 assignment
+    timestamp INTEGER NOT NULL,
+    block_height INTEGER NOT NULL,
+    hash_chain TEXT NOT NULL,
+    PRIMARY KEY (process_id, nonce)
+);
+CREATE INDEX IF NOT EXISTS messages_by_id ON messages (id, process_id);
+CREATE TABLE IF NOT EXISTS results (
+    process_id TEXT NOT NULL,
+    nonce INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    error INTEGER NOT NULL,
+    result TEXT NOT NULL,               -- JSON, as the compute unit returns it
+    PRIMARY KEY (process_id, nonce)
+);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class ScheduledMessage:
+    process_id: str
+    nonce: int
+    id: str
+    assignment_id: str
+    item: bytes
+    assignment: bytes
+    timestamp: int
+    block_height: int
+    hash_chain: str
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    process_id: str
+    nonce: int
+    message_id: str
+    timestamp: int
+    error: bool
+    result: dict
+
+
+class NodeStore:
+    """Thread-safe access to the node's SQLite log (one connection per thread)."""
+
+    def __init__(self, path: Path, *, durable: bool = True):
+        self.path = Path(path)
+        self.durable = durable
+        self.local = threading.local()
+        self.write_lock = threading.RLock()
+        self._conn().executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self.local, "conn", None)
+        if conn is None or self.local.pid != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'OFF'}")
+            self.local.conn, self.local.pid = conn, os.getpid()
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction at a time; committed (and on disk) when the block exits."""
+        with self.write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # ---- settings
+    def setting(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
+
+    # ---- processes
+    def add_process(self, conn: sqlite3.Connection, pid: str, owner: str, module: str, name: str | None) -> None:
+        created = conn.execute("SELECT COUNT(*) FROM processes").fetchone()[0]
+        conn.execute(
+            "INSERT INTO processes (id, owner, module, name, created) VALUES (?, ?, ?, ?, ?)",
+            (pid, owner, module, name, created),
+        )
+
+    def processes(self) -> list[dict]:
+        rows = self._conn().execute("SELECT id, owner, module, name FROM processes ORDER BY created").fetchall()
+        return [dict(zip(("id", "owner", "module", "name"), row)) for row in rows]
+
+    def process_owner(self, pid: str) -> str | None:
+        row = self._conn().execute("SELECT owner FROM processes WHERE id = ?", (pid,)).fetchone()
+        return row[0] if row else None
+
+    def has_process(self, pid: str) -> bool:
+        return self._conn().execute("SELECT 1 FROM processes WHERE id = ?", (pid,)).fetchone() is not None
+
+    # ---- messages
+    def last_assignment(self, conn: sqlite3.Connection, pid: str) -> tuple[int, str, str, int] | None:
+        """(nonce, assignment id, hash chain, timestamp) of the newest assignment of a process."""
+        return conn.execute(
+            "SELECT nonce, assignment_id, hash_chain, timestamp FROM messages WHERE process_id = ? "
+            "ORDER BY nonce DESC LIMIT 1",
+            (pid,),
+        ).fetchone()
+
+    def add_message(self, conn: sqlite3.Connection, m: ScheduledMessage) -> None:
+        conn.execute(
+            "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (m.process_id, m.nonce, m.id, m.assignment_id, m.item, m.assignment, m.timestamp,
+             m.block_height, m.hash_chain),
+        )
+
+    def message(self, pid: str, nonce: int) -> ScheduledMessage | None:
+        row = self._conn().execute(
+            "SELECT * FROM messages WHERE process_id = ? AND nonce = ?", (pid, nonce)
+        ).fetchone()
+        return ScheduledMessage(*row) if row else None
+
+    def find_message(self, message_id: str, pid: str | None = None) -> ScheduledMessage | None:
+        query, args = "SELECT * FROM messages WHERE id = ?", [message_id]
+        if pid is not None:
+            query, args = query + " AND process_id = ?", args + [pid]
+        row = self._conn().execute(query + " ORDER BY nonce LIMIT 1", args).fetchone()
+        return ScheduledMessage(*row) if row else None
+
+    def messages(self, pid: str, *, from_nonce: int = 0, to_nonce: int | None = None, limit: int = 100):
+        rows = self._conn().execute(
+            "SELECT * FROM messages WHERE process_id = ? AND nonce >= ? AND nonce <= ? ORDER BY nonce LIMIT ?",
+            (pid, from_nonce, to_nonce if to_nonce is not None else 2**62, limit),
+        ).fetchall()
+        return [ScheduledMessage(*row) for row in rows]
+
+    def message_count(self, pid: str) -> int:
+        return self._conn().execute("SELECT COUNT(*) FROM messages WHERE process_id = ?", (pid,)).fetchone()[0]
+
+    # ---- results
+    def add_result(self, conn: sqlite3.Connection, m: ScheduledMessage, result: dict) -> None:
+        conn.execute(
+            "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?)",
+            (m.process_id, m.nonce, m.id, m.timestamp, int("Error" in result), json.dumps(result)),
+        )
+
+    def result(self, pid: str, nonce: int) -> ResultRow | None:
+        row = self._conn().execute(
+            "SELECT * FROM results WHERE process_id = ? AND nonce = ?", (pid, nonce)
+        ).fetchone()
+        return _result_row(row) if row else None
+
+    def evaluated_upto(self, pid: str) -> int:
+        """The highest nonce with a result, or -1."""
+        row = self._conn().execute("SELECT MAX(nonce) FROM results WHERE process_id = ?", (pid,)).fetchone()
+        return -1 if row[0] is None else row[0]
+
+    def results_between(self, pid: str, low: int, high: int, *, descending: bool, limit: int):
+        """Results with low < nonce <= high, ordered by nonce."""
+        rows = self._conn().execute(
+            "SELECT * FROM results WHERE process_id = ? AND nonce > ? AND nonce <= ? "
+            f"ORDER BY nonce {'DESC' if descending else 'ASC'} LIMIT ?",
+            (pid, low, high, limit),
+        ).fetchall()
+        return [_result_row(row) for row in rows]
+
+    def nonce_at_timestamp(self, pid: str, timestamp: int) -> int:
+        """The last nonce at or before ``timestamp`` (a bare-timestamp results bound)."""
+        row = self._conn().execute(
+            "SELECT MAX(nonce) FROM messages WHERE process_id = ? AND timestamp <= ?", (pid, timestamp)
+        ).fetchone()
+        return -1 if row[0] is None else row[0]
+
+    def successful_messages(self, pid: str) -> list[ScheduledMessage]:
+        rows = self._conn().execute(
+            "SELECT m.* FROM messages m JOIN results r ON r.process_id = m.process_id AND r.nonce = m.nonce "
+            "WHERE m.process_id = ? AND r.error = 0 ORDER BY m.nonce",
+            (pid,),
+        ).fetchall()
+        return [ScheduledMessage(*row) for row in rows]
+
+
+def _result_row(row) -> ResultRow:
+    pid, nonce, mid, timestamp, error, result = row
+    return ResultRow(pid, nonce, mid, timestamp, bool(error), json.loads(result))
