@@ -9,6 +9,7 @@ outbox (messages, spawns, assignments) to local processes as the messenger would
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
 import shutil
@@ -86,18 +87,21 @@ class Node:
         self.temporary = home is None
         self.home = Path(tempfile.mkdtemp(prefix="tfao-node-")) if home is None else Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
+        self._lock_home()
         self.wallet = wallet or default_wallet(self.home)
         self.address = self.wallet.address
         self.weave = WeaveStore(self.home)
         self.store = NodeStore(self.home / "node.sqlite", durable=not self.temporary if durable is None else durable)
         self.zygote = Zygote()
         self.hosts: dict = {}
+        self.hosts_lock = threading.RLock()
         self.workers: dict[str, threading.Thread] = {}
         self.changed = threading.Condition()
         self.closing = False
         self.module_id = self._default_module()
         for record in self.store.processes():
-            self._start(record["id"])
+            if self.store.message(record["id"], self.store.evaluated_upto(record["id"]) + 1) is not None:
+                self._host(record["id"])  # evaluate what was acknowledged before a crash
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -109,6 +113,7 @@ class Node:
         for worker in self.workers.values():
             worker.join(timeout=10)
         self.zygote.close()
+        self.lock_file.close()
         if self.temporary:
             shutil.rmtree(self.home, ignore_errors=True)
 
@@ -117,6 +122,15 @@ class Node:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def _lock_home(self) -> None:
+        """One node per home: a second one would evaluate the same messages twice."""
+        self.lock_file = open(self.home / "node.lock", "w")
+        try:
+            fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise NodeError(f"the node home {self.home} is in use by another tfao node "
+                            "(talk to it over HTTP instead, e.g. tfao repl --url)") from None
 
     def _default_module(self) -> str:
         """The module processes use unless they name another: published once per node home."""
@@ -149,6 +163,7 @@ class Node:
             with self.store.transaction() as conn:
                 self._record(item)
                 self._schedule(conn, pid, item)
+            self._host(pid)
             self._wake()
         else:
             raise NodeError(f"data item {item.id} has Type {kind!r}: expected Process or Message")
@@ -172,7 +187,7 @@ class Node:
                 self._register(conn, item, module_id)
         else:
             self._register(conn, item, module_id)
-        self._start(item.id)
+        self._host(item.id)
 
     def _register(self, conn, item: DataItem, module_id: str) -> None:
         self.store.add_process(conn, item.id, item.owner_address, module_id, item.tag("Name"))
@@ -239,6 +254,13 @@ class Node:
             "Module": {"Id": module.id, "Owner": module.owner_address, "Tags": _tag_objects(module.tags)},
         }
 
+    def _host(self, pid: str):
+        """The process's host, started on first use (restoring its state by replaying its log)."""
+        with self.hosts_lock:
+            if pid not in self.hosts:
+                self._start(pid)
+            return self.hosts[pid]
+
     def _start(self, pid: str) -> None:
         process_item, module = self._process_record(pid)
         memory, compute = limits_from_tags(list(process_item.tags) + list(module.tags))
@@ -296,6 +318,7 @@ class Node:
                                   anchor=_anchor(out.get("Anchor")), tags=tags)
             self._record(item)
             self._schedule(conn, target, item)
+            self._host(target)
         for spawn in result.get("Spawns", []):
             tags = [(t["name"], t["value"]) for t in spawn.get("Tags", [])]
             if first_tag(tags, "Scheduler") is None:
@@ -318,6 +341,7 @@ class Node:
             for target in assignment.get("Processes", []):
                 if self.store.has_process(target):
                     self._schedule(conn, target, DataItem.parse(message.item))
+                    self._host(target)
 
     def _nonce_of(self, pid: str, message_id: str) -> ScheduledMessage:
         if not self.store.has_process(pid):
@@ -371,7 +395,7 @@ class Node:
         owner = msg.get("Owner")
         msg["From"] = first_tag(tag_list(msg["Tags"]), "From-Process") or msg.get("From") or owner
         msg["Read-Only"] = True
-        return self.hosts[pid].dryrun(msg, self._env(pid))
+        return self._host(pid).dryrun(msg, self._env(pid))
 
 
 class ProcessHandle:
