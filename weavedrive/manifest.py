@@ -97,10 +97,10 @@ def folder_library(files: list[str]) -> str:
 
 
 def pinned_manifests_dir() -> Path:
-    """Where the supported models' pins live: the ``tfao.models`` package data, else the source tree."""
+    """Where the supported models' pins live: the ``weavedrive.models`` package data, else the source tree."""
     try:
-        return Path(str(importlib.resources.files("tfao.models")))
-    except ModuleNotFoundError:
+        return Path(str(importlib.resources.files("weavedrive.models")))
+    except (ModuleNotFoundError, TypeError):
         return Path(__file__).resolve().parent.parent / "models"
 
 

@@ -1,0 +1,1 @@
+"""Pinned manifests of the models Transformers-AO supports (names, paths, sizes, sha256)."""
