@@ -1,0 +1,141 @@
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+
+from tfao.kernels import ops
+
+rng = np.random.default_rng(1234)
+
+
+def ulps(a: np.ndarray, b: np.ndarray) -> int:
+    a = np.asarray(a, dtype=np.float32).view(np.int32).astype(np.int64)
+    b = np.asarray(b, dtype=np.float32).view(np.int32).astype(np.int64)
+    return int(np.max(np.abs(a - b))) if a.size else 0
+
+
+def test_mode_plumbing(monkeypatch):
+    monkeypatch.delenv("TFAO_MATH", raising=False)
+    assert ops.current_mode() == "exact"
+    monkeypatch.setenv("TFAO_MATH", "fast")
+    assert ops.current_mode() == "fast"
+    with ops.math_mode("exact"):
+        assert ops.current_mode() == "exact"
+    assert ops.current_mode() == "fast"
+    with pytest.raises(ValueError, match="math mode"):
+        ops.resolve_mode("fastest")
+
+
+@pytest.mark.parametrize("m,k,n", [(5, 1, 3), (7, 33, 9), (3, 384, 17), (2, 4097, 5)])
+def test_exact_matmul_is_close_to_float64(m, k, n):
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    got = ops.matmul(a, b, mode="exact")
+    assert got.dtype == np.float32
+    scale = np.abs(a).max(axis=1, keepdims=True) * np.abs(b).max(axis=0, keepdims=True) * math.sqrt(k)
+    assert np.max(np.abs(got - ref) / scale) < 2**-20
+
+
+def test_exact_matmul_of_representable_inputs_is_the_correctly_rounded_product():
+    # Small integers times powers of two lose nothing to quantization: the result is the true product
+    # rounded once to float32.
+    a = (rng.integers(-1000, 1000, (6, 50)) * 2.0 ** rng.integers(-3, 3, (6, 1))).astype(np.float32)
+    b = (rng.integers(-1000, 1000, (50, 4)) * 2.0 ** rng.integers(-3, 3, (1, 4))).astype(np.float32)
+    got = ops.matmul(a, b, mode="exact")
+    for i in range(6):
+        for j in range(4):
+            exact = sum(Fraction(float(a[i, t])) * Fraction(float(b[t, j])) for t in range(50))
+            assert got[i, j] == np.float32(float(exact))
+
+
+def test_rows_do_not_depend_on_the_batch():
+    a = rng.standard_normal((64, 384)).astype(np.float32)
+    a[10] *= 1e6  # a huge neighbour must not change anyone else's scale
+    layer = ops.Linear(rng.standard_normal((96, 384)).astype(np.float32), rng.standard_normal(96).astype(np.float32))
+    batch = layer(a, mode="exact")
+    for row in (0, 10, 63):
+        assert batch[row].tobytes() == layer(a[row : row + 1], mode="exact")[0].tobytes()
+    q, k = a[:4].reshape(4, 16, 24), a[4:8].reshape(4, 24, 16)
+    assert ops.matmul(q, k, mode="exact")[2].tobytes() == ops.matmul(q[2], k[2], mode="exact").tobytes()
+
+
+def test_linear_matches_float64_in_both_modes():
+    x = rng.standard_normal((3, 5, 37)).astype(np.float32)
+    w = rng.standard_normal((11, 37)).astype(np.float32)
+    b = rng.standard_normal(11).astype(np.float32)
+    ref = x.astype(np.float64) @ w.T.astype(np.float64) + b
+    for mode in ops.MODES:
+        got = ops.Linear(w, b)(x, mode=mode)
+        assert got.shape == (3, 5, 11)
+        assert np.max(np.abs(got - ref)) < 1e-5
+
+
+def test_special_values_in_gemm():
+    a = np.array([[0.0, 0.0, 0.0], [1e-40, -3e-41, 0.0], [3e38, -3e38, 1.0], [np.nan, 1.0, 1.0], [np.inf, 0.0, 1.0]], np.float32)
+    b = np.array([[1.0, -2.0], [0.5, 4.0], [0.25, 1.0]], np.float32)
+    got = ops.matmul(a, b, mode="exact")
+    assert np.array_equal(got[0], [0.0, 0.0])
+    assert ulps(got[1], a[1].astype(np.float64) @ b.astype(np.float64)) <= 1  # subnormal results
+    assert np.isinf(got[2, 1])  # -3e38*-2 + -3e38*4 overflows float32, as the true value does
+    assert np.isnan(got[3]).all() and not np.isfinite(got[4]).all()
+
+
+def test_transcendentals_are_float32_correct():
+    x = np.concatenate([np.linspace(-9, 9, 20001), np.geomspace(1e-38, 1, 500), -np.geomspace(1e-38, 1, 500)]).astype(np.float32)
+    erf_ref = np.array([math.erf(float(v)) for v in x], dtype=np.float32)
+    tanh_ref = np.array([math.tanh(float(v)) for v in x], dtype=np.float32)
+    assert ulps(ops.erf(x, mode="exact"), erf_ref) <= 1
+    assert ulps(ops.tanh(x, mode="exact"), tanh_ref) <= 1
+    assert ulps(ops.erf(x, mode="fast"), erf_ref) <= 4
+    e = np.linspace(-110, 88, 20001).astype(np.float32)
+    assert ulps(ops.exp(e, mode="exact"), np.array([math.exp(float(v)) for v in e], dtype=np.float32)) <= 1
+    assert ops.exp(np.array([-np.inf, np.inf, 0.0]), mode="exact").tolist() == [0.0, np.inf, 1.0]
+    assert np.isnan(ops.erf(np.array([np.nan]), mode="exact")).all()
+
+
+def test_gelu_variants():
+    x = np.linspace(-8, 8, 4001).astype(np.float32)
+    x64 = x.astype(np.float64)
+    erf64 = np.array([math.erf(v / math.sqrt(2)) for v in x64])
+    tanh64 = np.tanh(math.sqrt(2 / math.pi) * (x64 + 0.044715 * x64**3))
+    for mode, atol in (("exact", 1e-12), ("fast", 2e-7)):  # fast: 1 + erf cancels in float32, as in torch
+        np.testing.assert_allclose(ops.gelu(x, mode=mode), 0.5 * x64 * (1 + erf64), rtol=1e-6, atol=atol)
+        np.testing.assert_allclose(ops.gelu_tanh(x, mode=mode), 0.5 * x64 * (1 + tanh64), rtol=1e-6, atol=atol)
+    assert ops.relu(x).min() == 0.0
+
+
+def test_tree_sum_order_is_fixed_and_padding_invariant():
+    x = rng.standard_normal((5, 13))
+    np.testing.assert_allclose(ops.tree_sum(x), x.sum(axis=1), rtol=1e-14)
+    padded = np.concatenate([x, np.zeros((5, 9))], axis=1)
+    assert ops.tree_sum(padded).tobytes() == ops.tree_sum(x).tobytes()
+    assert ops.tree_sum(x[:, :1]).tolist() == x[:, 0].tolist()
+    # the order does not depend on the other rows or on the layout
+    assert ops.tree_sum(np.asfortranarray(x))[3] == ops.tree_sum(x[3:4])[0]
+
+
+def test_softmax_layer_norm_pooling_against_float64():
+    scores = rng.standard_normal((2, 3, 4, 7)).astype(np.float32) * 5
+    keep = np.array([[1, 1, 1, 1, 0, 0, 0], [1] * 7], bool)[:, None, None, :]
+    e = np.where(keep, np.exp(scores.astype(np.float64)), 0.0)
+    for mode in ops.MODES:
+        p = ops.softmax(scores, where=keep, mode=mode)
+        np.testing.assert_allclose(p, e / e.sum(-1, keepdims=True), rtol=2e-6, atol=1e-7)
+        assert (p[0, ..., 4:] == 0).all()
+    x = rng.standard_normal((4, 30)).astype(np.float32) * 3 + 1
+    w, b = rng.standard_normal(30).astype(np.float32), rng.standard_normal(30).astype(np.float32)
+    x64 = x.astype(np.float64)
+    ln = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-12) * w + b
+    h = rng.standard_normal((2, 5, 6)).astype(np.float32)
+    mask = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1]])
+    for mode in ops.MODES:
+        np.testing.assert_allclose(ops.layer_norm(x, w, b, 1e-12, mode=mode), ln, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(ops.mean_pool(h, mask, mode=mode)[0], h[0, :2].astype(np.float64).mean(0), rtol=1e-6)
+        v = ops.l2_normalize(h[:, 0], mode=mode)
+        np.testing.assert_allclose(np.linalg.norm(v.astype(np.float64), axis=-1), 1.0, rtol=1e-6)
+    assert np.array_equal(ops.max_pool(h, mask)[0], h[0, :2].max(0))
+    assert ops.l2_normalize(np.zeros((1, 3), np.float32)).tolist() == [[0.0, 0.0, 0.0]]
