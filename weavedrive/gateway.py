@@ -197,7 +197,7 @@ class Gateway:
                     if response.status_code == 200 and position > 0:
                         raise GatewayError(f"GET {path}: range requests not supported")
                     limit = end + 1 - position
-                    for chunk in response.iter_bytes():
+                    for chunk in response.iter_bytes(chunk_size=1024 * 1024):
                         chunk = chunk[: limit - received]  # a 200 sends everything: keep only this range
                         received += len(chunk)
                         position += len(chunk)
