@@ -142,7 +142,7 @@ class BertModel:
         # Padded keys get probability 0; zeroing their values keeps each column's scale (exact mode)
         # independent of how much padding the batch has.
         v = np.where(keep[:, None, :, None], v, np.float32(0.0))
-        context = ops.matmul(probs, v, mode=mode)  # [B, nh, T, hd]
+        context = ops.matmul(probs, v, mode=mode, max_k=self.max_positions)  # [B, nh, T, hd]
         context = context.transpose(0, 2, 1, 3).reshape(batch, length, hidden)  # [B, T, H]
         return self.linears[prefix + "attention.output.dense"](context, mode=mode)
 

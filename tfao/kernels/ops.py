@@ -74,8 +74,11 @@ def _quantize(x: np.ndarray, axis: int, bits: int) -> tuple[np.ndarray, np.ndarr
     return scaled, np.ldexp(1.0, -shift)
 
 
-def _exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    bits = gemm_bits(a.shape[-1])
+def _exact_matmul(a: np.ndarray, b: np.ndarray, max_k: int | None) -> np.ndarray:
+    k = a.shape[-1]
+    if max_k is not None and k > max_k:
+        raise ValueError(f"contraction length {k} exceeds max_k {max_k}")
+    bits = gemm_bits(max_k or k)
     a_int, a_scale = _quantize(a, -1, bits)  # per row
     b_int, b_scale = _quantize(b, -2, bits)  # per column
     product = np.matmul(a_int, b_int)
@@ -84,11 +87,15 @@ def _exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return product.astype(np.float32)
 
 
-def matmul(a: np.ndarray, b: np.ndarray, mode: str | None = None) -> np.ndarray:
-    """``a @ b`` for float32 ``a`` [..., M, K] and ``b`` [..., K, N] (batched for attention)."""
+def matmul(a: np.ndarray, b: np.ndarray, mode: str | None = None, max_k: int | None = None) -> np.ndarray:
+    """``a @ b`` for float32 ``a`` [..., M, K] and ``b`` [..., K, N] (batched for attention).
+
+    Exact mode picks its bits from K; when K is a padded length (attention over keys), pass the fixed
+    bound ``max_k`` so the bits, and so the result, do not depend on how much padding a batch has.
+    """
     if resolve_mode(mode) == "fast":
         return np.matmul(a, b)
-    return _exact_matmul(a, b)
+    return _exact_matmul(a, b, max_k)
 
 
 class Linear:
