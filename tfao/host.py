@@ -147,9 +147,13 @@ class ProcessHost:
         return self._request("replay", messages).result()
 
     def close(self) -> None:
+        """Shut the channel down (the holder exits on EOF) and wait for the reader to finish."""
         with self.send_lock:
             self.closed = True
-            self.conn.close()
+            with socket.socket(fileno=os.dup(self.conn.fileno())) as channel:
+                channel.shutdown(socket.SHUT_RDWR)
+        self.reader.join(timeout=10)
+        self.conn.close()
 
 
 # ------------------------------------------------------------------------------------- zygote side

@@ -217,6 +217,8 @@ class Node:
         user_tags = tag_list(tags)
         if name is not None:
             user_tags.append(("Name", name))
+        if first_tag(user_tags, "Authority") is None:
+            user_tags.append(("Authority", self.address))  # so the process trusts what this node pushes
         item = sign_data_item(wallet or self.wallet, _data_or_space(data), tags=_ao_tags(user_tags, data, [
             ("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Process"),
             ("Module", module or self.module_id), ("Scheduler", self.address),
