@@ -101,3 +101,12 @@ def test_malformed_manifests(entry, message):
         parse_manifest(json.dumps({"type": "Model-Manifest", "name": "m", "files": [entry]}).encode())
     with pytest.raises(ManifestError, match="not a model manifest"):
         parse_manifest(b"[]")
+
+
+def test_manifest_of_tells_other_blobs_from_broken_manifests():
+    from tfao.blob import Blob
+
+    assert manifest_of(Blob.from_bytes(b'{"config": 1}')) is None
+    assert manifest_of(Blob.from_bytes(b"\x00" * 10)) is None
+    with pytest.raises(ManifestError, match="needs a \"name\""):
+        manifest_of(Blob.from_bytes(b'{"type": "Model-Manifest"}'))

@@ -14,7 +14,7 @@ from typing import Callable
 
 from tfao.blob import Blob
 from weavedrive.admission import Admission, NotAdmitted
-from weavedrive.manifest import ManifestError, looks_like_manifest, parse_manifest
+from weavedrive.manifest import manifest_of
 from weavedrive.store import ItemNotFound, WeaveStore, json_bytes
 
 PATH_RE = re.compile(r"^/?(data|tx|block)/([A-Za-z0-9_-]+)$")
@@ -111,13 +111,4 @@ def blob_resolver(context) -> Callable[[str], Blob]:
     return lambda id: context.drive.data_blob(id, context.block_height())
 
 
-def manifest_of(blob: Blob) -> dict | None:
-    """The validated model manifest a blob holds, None if it is not a manifest (ManifestError if broken)."""
-    if not looks_like_manifest(blob):
-        return None
-    try:
-        return parse_manifest(blob.read())
-    except ManifestError as exc:
-        if "not a model manifest" in str(exc):
-            return None
-        raise
+__all__ = ["WeaveDrive", "NotAdmitted", "bridge_functions", "blob_resolver", "manifest_of"]

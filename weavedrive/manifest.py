@@ -246,11 +246,14 @@ def parse_manifest(body: bytes) -> dict:
     return manifest
 
 
-def looks_like_manifest(blob: Blob) -> bool:
+def manifest_of(blob: Blob) -> dict | None:
+    """The validated manifest a blob holds; None if it is not one (ManifestError if it is a broken one)."""
     if blob.size > MAX_MANIFEST_BYTES:
-        return False
-    head = blob.read()[:256].lstrip()
-    return head.startswith(b"{") and MANIFEST_TYPE.encode() in blob.read()
+        return None
+    body = blob.read()
+    if not body.lstrip().startswith(b"{") or f'"{MANIFEST_TYPE}"'.encode() not in body:
+        return None
+    return parse_manifest(body)
 
 
 def resolve_files(manifest: dict, resolve_id: Callable[[str], Blob]) -> dict[str, Blob]:
