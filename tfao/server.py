@@ -1,0 +1,484 @@
+"""``tfao serve``: a local AO node over HTTP, on one port, for aoconnect and the aos CLI unchanged.
+
+One port answers as the messenger (MU), the scheduler (SU), the compute unit (CU) and the gateway:
+
+=========  ===================================================================================
+MU         ``POST /`` (signed data item → 202), ``POST /?process-id=&assign=`` (501 for now),
+           ``POST``/``DELETE /monitor/PID``
+CU         ``GET /result/ID?process-id=`` (waits until evaluated), ``GET /results/PID``,
+           ``POST /dry-run?process-id=[&to=ID]``, ``GET /state/PID`` (501), ``GET /``
+SU         ``GET /timestamp``, ``GET /PID`` (paged messages and assignments), ``GET /processes/PID``,
+           ``GET /PID/latest``
+gateway    ``POST /graphql``, ``GET|HEAD /raw/ID``, ``GET|HEAD /ID``, ``GET /tx/ID``,
+           ``GET /block/height/H``; data routes honour ``Range: bytes=a-b``
+=========  ===================================================================================
+
+``GET /ID`` is both the SU's message listing and the gateway's data route. The rule: when the
+query string has ``process-id`` or a paging parameter (``from``, ``to``, ``limit``, ``from-nonce``,
+``to-nonce``), the scheduler answers; otherwise the weave item's data is served if the weave has it,
+and the scheduler answers if it does not.
+
+Every blocking node call runs in a worker thread, never on the event loop, so dry-runs, results and
+submissions proceed in parallel. Responses are JSON; errors are ``{"error": "..."}`` with a 4xx
+status (5xx only for faults of the node itself, without a traceback). asyncio sets TCP_NODELAY on
+every TCP transport, so the header and body writes of a response leave at once (no Nagle delay).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import re
+import socket
+import sys
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tfao.graphql import QueryError, run_query
+from tfao.node import Node, NodeError, NotFound, tag_list
+from tfao.store import ScheduledMessage
+from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_encode
+from weavedrive.store import ItemNotFound, StoredItem, read_chunks
+from weavedrive.wallet import home_dir
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8734
+DEFAULT_MAX_BODY = 64 * 2**20
+RESULT_WAIT = 300.0  # seconds /result waits before answering "in progress", as the CU does
+WORKER_THREADS = 256  # blocking calls in flight: waiting /result requests each hold one
+INLINE_DATA = 2**20  # data up to this size is sent in one write; larger data is streamed
+SCHEDULER_PAGE = 100
+MAX_SCHEDULER_PAGE = 5000
+MAX_RESULTS_PAGE = 1000
+SCHEDULER_PARAMS = {"process-id", "from", "to", "limit", "from-nonce", "to-nonce"}
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+RANGE_PATTERN = re.compile(r"^bytes=(\d*)-(\d*)$")
+DRYRUN_STRING_FIELDS = ("Id", "Owner", "Target", "Anchor", "Data", "From", "Signature")
+
+log = logging.getLogger("tfao.server")
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
+
+
+def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# ---------------------------------------------------------------------------------------------- parameters
+def checked_id(value: str, what: str = "id") -> str:
+    if not ID_PATTERN.match(value):
+        raise HTTPError(400, f"{what} {value[:64]!r} is not a 43-character base64url id")
+    return value
+
+
+def required_process_id(request: Request) -> str:
+    pid = request.query_params.get("process-id")
+    if pid is None:
+        raise HTTPError(400, "the process-id query parameter is required")
+    return checked_id(pid, "process-id")
+
+
+def int_param(request: Request, name: str, default: int | None, low: int = 0, high: int = 2**62) -> int | None:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise HTTPError(400, f"{name} must be an integer from {low} to {high}, got {value[:64]!r}")
+    return int(value)
+
+
+def parse_json(raw: bytes):
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise HTTPError(400, f"the body is not valid JSON: {str(exc)[:200]}") from None
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end inclusive) of a single ``bytes=`` range, None for the whole body; 416 if unsatisfiable."""
+    if header is None:
+        return None
+    match = RANGE_PATTERN.match(header.strip())
+    if match is None:
+        return None  # multiple or other-unit ranges: serving the whole body is allowed
+    first, last = match.groups()
+    if first == "" and last == "":
+        return None
+    if first == "":
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        start, end = int(first), min(int(last), size - 1) if last else size - 1
+    if start > end or start >= size:
+        raise HTTPError(416, f"range {header} is outside the {size} bytes of data",
+                        headers={"Content-Range": f"bytes */{size}"})
+    return start, end
+
+
+def validate_dryrun(message) -> dict:
+    """The dry-run body as aoconnect posts it: a JSON object with string fields and [{name, value}] Tags."""
+    if not isinstance(message, dict):
+        raise HTTPError(400, "the dry-run body must be a JSON object (a message: Id, Owner, Tags, Data...)")
+    for field in DRYRUN_STRING_FIELDS:
+        if field in message and not isinstance(message[field], str):
+            raise HTTPError(400, f"dry-run field {field} must be a string")
+    tags = message.get("Tags", [])
+    if not isinstance(tags, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("value"), str) for t in tags
+    ):
+        raise HTTPError(400, "dry-run Tags must be a list of {name, value} objects with string values")
+    for field in ("Timestamp", "Block-Height"):
+        if field in message and (not isinstance(message[field], int) or isinstance(message[field], bool)):
+            raise HTTPError(400, f"dry-run field {field} must be an integer")
+    return message
+
+
+# ---------------------------------------------------------------------------------------------- scheduler JSON
+def su_item(item: DataItem, *, with_data: bool) -> dict:
+    """A signed item as the SU's JSON shows it (owner key, signature and target in base64url)."""
+    anchor = item.anchor.decode("utf-8", "replace") if item.anchor else None
+    result = {
+        "id": item.id,
+        "owner": {"address": item.owner_address, "key": b64url_encode(item.owner)},
+        "tags": [{"name": name, "value": value} for name, value in item.tags],
+        "signature": b64url_encode(item.signature),
+        "anchor": anchor,
+        "target": item.target_id or "",
+    }
+    if with_data:
+        result["data"] = item.data.decode("utf-8", "replace")
+    return result
+
+
+def su_message(scheduled: ScheduledMessage) -> dict:
+    return {
+        "message": su_item(DataItem.parse(scheduled.item), with_data=True),
+        "assignment": su_item(DataItem.parse(scheduled.assignment), with_data=False),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- the app
+class NodeServer:
+    """The HTTP handlers over one node."""
+
+    def __init__(self, node: Node, *, max_body: int = DEFAULT_MAX_BODY, result_wait: float = RESULT_WAIT):
+        self.node = node
+        self.max_body = max_body
+        self.result_wait = result_wait
+        self.limiter: anyio.CapacityLimiter | None = None
+
+    @asynccontextmanager
+    async def lifespan(self, app):
+        self.limiter = anyio.CapacityLimiter(WORKER_THREADS)
+        yield
+
+    async def blocking(self, function, *args, **kwargs):
+        """Run a blocking node call in a worker thread."""
+        return await anyio.to_thread.run_sync(functools.partial(function, *args, **kwargs), limiter=self.limiter)
+
+    async def body(self, request: Request) -> bytes:
+        """The request body, read incrementally and refused with 413 once it passes the limit."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body:
+            raise HTTPError(413, f"the body ({declared} bytes) is larger than this node accepts ({self.max_body})")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise HTTPError(413, f"the body is larger than this node accepts ({self.max_body} bytes)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def known_process(self, pid: str) -> str:
+        if not self.node.store.has_process(pid):
+            raise HTTPError(404, f"process {pid} not found on this node")
+        return pid
+
+    # ---------------------------------------------------------------- messenger
+    async def post_root(self, request: Request) -> Response:
+        if "assign" in request.query_params or "process-id" in request.query_params:
+            return error_response(501, "assignments (POST /?process-id=&assign=) are not supported by this node yet")
+        raw = await self.body(request)
+        if not raw:
+            raise HTTPError(400, "empty body: expected a signed ANS-104 data item")
+        item = await self.blocking(self.submit, raw)
+        return JSONResponse({"message": "Processing DataItem", "id": item.id}, status_code=202)
+
+    def submit(self, raw: bytes) -> DataItem:
+        """Schedule a signed item; one already scheduled is acknowledged again, not scheduled twice."""
+        item = DataItem.parse(raw)
+        if not item.verify():
+            raise InvalidDataItem(f"data item {item.id}: signature does not verify")
+        if self.node.store.find_message(item.id, item.target_id or item.id) is not None:
+            return item
+        return self.node.submit(item)
+
+    async def monitor(self, request: Request) -> Response:
+        """Cron subscription (aoconnect's monitor/unmonitor): verified, recorded per process."""
+        pid = checked_id(request.path_params["pid"], "process id")
+        item = DataItem.parse(await self.body(request))
+        if not await self.blocking(item.verify):
+            raise InvalidDataItem(f"data item {item.id}: signature does not verify")
+        if item.target_id != pid:
+            raise HTTPError(400, f"the monitor item targets {item.target_id}, not {pid}")
+        self.known_process(pid)
+        enabled = request.method == "POST"
+        await self.blocking(self.node.store.set_setting, f"monitor:{pid}", "on" if enabled else "off")
+        return JSONResponse({"ok": True, "id": item.id, "monitored": enabled})
+
+    # ---------------------------------------------------------------- compute unit
+    async def info(self, request: Request) -> Response:
+        return JSONResponse({"address": self.node.address, "timestamp": now_ms()})
+
+    async def result(self, request: Request) -> Response:
+        message_id = checked_id(request.path_params["id"], "message id")
+        pid = required_process_id(request)
+        try:
+            result = await self.blocking(self.node.result, pid, message_id, timeout=self.result_wait)
+        except TimeoutError:
+            return JSONResponse(
+                {"message": f'Evaluation of process "{pid}" to "{message_id}" is in progress.'}, status_code=202)
+        return JSONResponse(result)
+
+    async def results(self, request: Request) -> Response:
+        pid = checked_id(request.path_params["pid"], "process id")
+        sort = request.query_params.get("sort", "ASC").upper()
+        if sort not in ("ASC", "DESC"):
+            raise HTTPError(400, f"sort must be ASC or DESC, got {sort[:16]!r}")
+        limit = int_param(request, "limit", 25, 1, MAX_RESULTS_PAGE)
+        page = await self.blocking(self.node.results, pid, from_=request.query_params.get("from") or None,
+                                   to=request.query_params.get("to") or None, sort=sort, limit=limit)
+        return JSONResponse(page)
+
+    async def dry_run(self, request: Request) -> Response:
+        pid = required_process_id(request)
+        message = validate_dryrun(parse_json(await self.body(request)))
+        to = request.query_params.get("to")
+        if to:
+            # the state must include that message: wait until it has been evaluated
+            await self.blocking(self.node.result, pid, checked_id(to, "to"), timeout=self.result_wait)
+        return JSONResponse(await self.blocking(self.node.dryrun, pid, message))
+
+    async def state(self, request: Request) -> Response:
+        self.known_process(checked_id(request.path_params["pid"], "process id"))
+        return error_response(501, "this node keeps process state in a Lua VM, not a wasm memory: "
+                                   "there is no memory snapshot to serve (use dry-run to read state)")
+
+    # ---------------------------------------------------------------- scheduler
+    async def timestamp(self, request: Request) -> Response:
+        height = await self.blocking(self.node.weave.current_height)
+        return JSONResponse({"timestamp": now_ms(), "block_height": f"{height:012d}"})
+
+    async def process_info(self, request: Request) -> Response:
+        pid = self.known_process(checked_id(request.path_params["pid"], "process id"))
+        first = await self.blocking(self.node.store.message, pid, 0)
+        item = DataItem.parse(first.item)
+        body = su_item(item, with_data=True)
+        body = {"process_id": body.pop("id"), "block": f"{first.block_height:012d}", **body,
+                "timestamp": first.timestamp, "target": item.target_id}
+        return JSONResponse(body)
+
+    async def latest(self, request: Request) -> Response:
+        pid = self.known_process(checked_id(request.path_params["pid"], "process id"))
+        count = await self.blocking(self.node.store.message_count, pid)
+        return JSONResponse(su_message(await self.blocking(self.node.store.message, pid, count - 1)))
+
+    def scheduled(self, request: Request, id: str) -> dict:
+        """The SU's answer for ``GET /ID``: a process's page of messages, or one scheduled message."""
+        store = self.node.store
+        if store.has_process(id):
+            return self.scheduler_page(request, id)
+        pid = request.query_params.get("process-id")
+        found = store.find_message(id, checked_id(pid, "process-id") if pid else None)
+        if found is None:
+            raise HTTPError(404, f"{id} is neither a process nor a message scheduled on this node")
+        return su_message(found)
+
+    def scheduler_page(self, request: Request, pid: str) -> dict:
+        """Messages with their assignments in nonce order; the cursor is the nonce (the SU's nonce mode)."""
+        store = self.node.store
+        limit = int_param(request, "limit", SCHEDULER_PAGE, 1, MAX_SCHEDULER_PAGE)
+        low = int_param(request, "from-nonce", 0)
+        high = int_param(request, "to-nonce", 2**62)
+        after = int_param(request, "from", None)  # timestamps: from exclusive, to inclusive
+        if after is not None:
+            low = max(low, store.nonce_at_timestamp(pid, after) + 1)
+        until = int_param(request, "to", None)
+        if until is not None:
+            high = min(high, store.nonce_at_timestamp(pid, until))
+        rows = store.messages(pid, from_nonce=low, to_nonce=high, limit=limit + 1) if low <= high else []
+        return {
+            "page_info": {"has_next_page": len(rows) > limit},
+            "edges": [{"cursor": str(row.nonce), "node": su_message(row)} for row in rows[:limit]],
+        }
+
+    # ---------------------------------------------------------------- gateway
+    async def graphql(self, request: Request) -> Response:
+        body = parse_json(await self.body(request))
+        try:
+            return JSONResponse(await self.blocking(run_query, self.node.weave, body))
+        except QueryError as exc:
+            return JSONResponse({"error": str(exc), "errors": [{"message": str(exc)}]}, status_code=400)
+
+    async def raw(self, request: Request) -> Response:
+        return await self.data(request, checked_id(request.path_params["id"]))
+
+    async def tx(self, request: Request) -> Response:
+        item = await self.blocking(self.node.weave.get, checked_id(request.path_params["id"]))
+        return JSONResponse(item.tx_json())
+
+    async def block(self, request: Request) -> Response:
+        height = request.path_params["height"]
+        if not height.isdigit():
+            raise HTTPError(400, f"block height must be a non-negative integer, got {height[:32]!r}")
+        return JSONResponse(await self.blocking(self.node.weave.block, int(height)))
+
+    async def by_id(self, request: Request) -> Response:
+        """``GET /ID``: the scheduler or the gateway, by the rule in the module docstring."""
+        id = checked_id(request.path_params["id"])
+        wants_scheduler = not SCHEDULER_PARAMS.isdisjoint(request.query_params.keys())
+        if not wants_scheduler and await self.blocking(self.node.weave.has, id):
+            return await self.data(request, id)
+        if request.method == "HEAD":
+            raise HTTPError(404, f"item {id} is not in the local weave")
+        return JSONResponse(await self.blocking(self.scheduled, request, id))
+
+    async def data(self, request: Request, id: str) -> Response:
+        """An item's data bytes with its Content-Type tag; single byte ranges are honoured."""
+        item: StoredItem = await self.blocking(self.node.weave.get, id)
+        blob = await self.blocking(self.node.weave.data_blob, id)  # refuses tampered files
+        span = byte_range(request.headers.get("range"), item.size)
+        start, end = span if span else (0, item.size - 1)
+        length = end - start + 1
+        headers = {"Accept-Ranges": "bytes", "Content-Length": str(length)}
+        if span:
+            headers["Content-Range"] = f"bytes {start}-{end}/{item.size}"
+        status = 206 if span else 200
+        media_type = item.tag("Content-Type") or "application/octet-stream"
+        if request.method == "HEAD":
+            return Response(b"", status_code=status, headers=headers, media_type=media_type)
+        if length <= INLINE_DATA:
+            content = await self.blocking(self.node.weave.read_data, id, start, length)
+            return Response(content, status_code=status, headers=headers, media_type=media_type)
+        return StreamingResponse(read_chunks(blob.path, start, length), status_code=status, headers=headers,
+                                 media_type=media_type)
+
+
+def exception_handlers() -> dict:
+    """Each refusal as ``{"error": ...}`` with its status; unexpected faults logged, never shown."""
+
+    def refused(status: int, prefix: str = ""):
+        async def handler(request, exc: Exception):
+            return error_response(status, prefix + str(exc))
+        return handler
+
+    async def http_error(request, exc: HTTPError):
+        return error_response(exc.status, exc.message, exc.headers)
+
+    async def starlette_error(request, exc: HTTPException):
+        return error_response(exc.status_code, exc.detail, getattr(exc, "headers", None))
+
+    async def fault(request, exc: Exception):
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return error_response(500, f"internal error ({type(exc).__name__}); the node keeps serving")
+
+    return {
+        HTTPError: http_error,
+        HTTPException: starlette_error,
+        InvalidDataItem: refused(400, "invalid ANS-104 data item: "),
+        NotFound: refused(404),
+        ItemNotFound: refused(404),
+        NodeError: refused(400),
+        TimeoutError: refused(504),
+        Exception: fault,
+    }
+
+
+def create_app(node: Node, *, max_body: int = DEFAULT_MAX_BODY, result_wait: float = RESULT_WAIT) -> Starlette:
+    """The ASGI app serving ``node`` (see the module docstring for the routes)."""
+    server = NodeServer(node, max_body=max_body, result_wait=result_wait)
+    routes = [
+        Route("/", server.info, methods=["GET"]),
+        Route("/", server.post_root, methods=["POST"]),
+        Route("/timestamp", server.timestamp, methods=["GET"]),
+        Route("/graphql", server.graphql, methods=["POST"]),
+        Route("/dry-run", server.dry_run, methods=["POST"]),
+        Route("/result/{id}", server.result, methods=["GET"]),
+        Route("/results/{pid}", server.results, methods=["GET"]),
+        Route("/state/{pid}", server.state, methods=["GET"]),
+        Route("/monitor/{pid}", server.monitor, methods=["POST", "DELETE"]),
+        Route("/processes/{pid}", server.process_info, methods=["GET"]),
+        Route("/raw/{id}", server.raw, methods=["GET", "HEAD"]),
+        Route("/tx/{id}", server.tx, methods=["GET"]),
+        Route("/block/height/{height}", server.block, methods=["GET"]),
+        Route("/{pid}/latest", server.latest, methods=["GET"]),
+        Route("/{id}", server.by_id, methods=["GET", "HEAD"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers=exception_handlers(), lifespan=server.lifespan)
+    app.state.node_server = server
+    return app
+
+
+def serve(node: Node, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, max_body: int = DEFAULT_MAX_BODY,
+          ready=None) -> None:
+    """Serve ``node`` until interrupted; ``ready(url)`` is called once the port listens (port 0: any free)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, port), family=family)
+    if ready is not None:
+        ready(f"http://{host}:{listener.getsockname()[1]}")
+    config = uvicorn.Config(create_app(node, max_body=max_body), log_level="warning", access_log=False,
+                            lifespan="on", timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def register(subparsers) -> None:
+    """Add ``tfao serve`` to the CLI's subcommands (the handler is ``args.func(args)``)."""
+    parser = subparsers.add_parser(
+        "serve", help="run a local AO node over HTTP (messenger, scheduler, compute unit and gateway on one port)")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help=f"address to bind (default {DEFAULT_HOST}; anything else only when given here)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)")
+    parser.add_argument("--home", type=Path, default=None, help="node home folder (default $TFAO_HOME or ~/.tfao)")
+    parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY,
+                        help=f"largest request body accepted, in bytes (default {DEFAULT_MAX_BODY})")
+    parser.set_defaults(func=run_serve)
+
+
+def run_serve(args) -> int:
+    with Node(args.home or home_dir()) as node:
+        def announce(url: str) -> None:
+            print(f"tfao node {node.address} listening on {url} (module {node.module_id}, home {node.home})",
+                  flush=True)
+
+        serve(node, args.host, args.port, max_body=args.max_body, ready=announce)
+    return 0
+
+
+def main(argv=None) -> int:
+    """``python -m tfao.server serve ...``: the same command without the full CLI."""
+    parser = argparse.ArgumentParser(prog="tfao")
+    register(parser.add_subparsers(required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
