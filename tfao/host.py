@@ -317,7 +317,10 @@ class _Holder:
 
 
 def _wait_for_exit(pid: int) -> None:
-    fd = os.pidfd_open(pid)
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:  # already gone
+        return
     try:
         select.select([fd], [], [])
     finally:
