@@ -1,9 +1,10 @@
 -- JSON for processes: json.encode(value) -> string, json.decode(string) -> value.
 --
 -- Output is deterministic: object keys are sorted, integers print as integers, floats print with
--- the fewest digits (at most 17) that read back as the same double. NaN and infinities cannot be
--- encoded. An empty table encodes as []. Strings pass through byte for byte except the characters
--- JSON requires to be escaped. Decoding turns null into nil and reports bad input with its position.
+-- 15, 16 or 17 significant digits, the fewest that read back as the same double. NaN and infinities
+-- cannot be encoded. An empty table encodes as []. Strings pass through byte for byte except the
+-- characters JSON requires to be escaped. Decoding turns null into nil and reports bad input with
+-- its position.
 local json = { _version = "1.0.0" }
 
 local byte, char, find, format, sub = string.byte, string.char, string.find, string.format, string.sub
