@@ -31,7 +31,10 @@ import functools
 import json
 import logging
 import re
+import select
+import signal
 import socket
+import subprocess
 import sys
 import time
 from contextlib import asynccontextmanager
@@ -470,6 +473,46 @@ def run_serve(args) -> int:
 
         serve(node, args.host, args.port, max_body=args.max_body, ready=announce)
     return 0
+
+
+class ServerProcess:
+    """``tfao serve`` in a child process, for tests and benchmarks: ``url``, ``address``, ``module_id``.
+
+    ``stop()`` ends it with SIGTERM (graceful), ``kill()`` with SIGKILL (a crash).
+    """
+
+    ANNOUNCE = re.compile(r"^tfao node (\S+) listening on (\S+) \(module (\S+),")
+
+    def __init__(self, home: str | Path, *, max_body: int | None = None, startup_timeout: float = 60):
+        command = [sys.executable, "-m", "tfao.server", "serve", "--port", "0", "--home", str(home)]
+        if max_body is not None:
+            command += ["--max-body", str(max_body)]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        ready, _, _ = select.select([self.process.stdout], [], [], startup_timeout)
+        match = self.ANNOUNCE.match(self.process.stdout.readline()) if ready else None
+        if match is None:
+            self.kill()
+            raise RuntimeError(f"tfao serve did not start within {startup_timeout} s (exit code {self.process.poll()})")
+        self.address, self.url, self.module_id = match.groups()
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.process.stdout.close()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
 
 
 def main(argv=None) -> int:
