@@ -3,11 +3,11 @@
 -- Output is deterministic: object keys are sorted, integers print as integers, floats print with
 -- 15, 16 or 17 significant digits, the fewest that read back as the same double. NaN and infinities
 -- cannot be encoded. An empty table encodes as []. Strings pass through byte for byte except the
--- characters JSON requires to be escaped. Decoding turns null into nil and reports bad input with
--- its position.
+-- characters JSON requires to be escaped and bytes that are not UTF-8 (each becomes U+FFFD).
+-- Decoding turns null into nil and reports bad input with its position.
 local json = { _version = "1.0.0" }
 
-local byte, char, find, format, sub = string.byte, string.char, string.find, string.format, string.sub
+local byte, find, format, sub = string.byte, string.find, string.format, string.sub
 local concat, sort = table.concat, table.sort
 local math_type = math.type
 
@@ -22,7 +22,31 @@ local function escape_char(c)
   return ESCAPES[c] or format("\\u%04x", byte(c))
 end
 
+local REPLACEMENT_CHAR = "\239\191\189" -- U+FFFD
+
+-- utf8.len rejects malformed and overlong sequences but lets UTF-16 surrogates (ED A0..BF ..) through
+local function is_utf8(s)
+  return utf8.len(s) ~= nil and not find(s, "\237[\160-\191]")
+end
+
+-- JSON text is UTF-8: each byte that is not part of a valid sequence becomes U+FFFD
+local function to_utf8(s)
+  local parts, pos = {}, 1
+  while pos <= #s do
+    local ok, bad = utf8.len(s, pos)
+    if ok then
+      parts[#parts + 1] = sub(s, pos)
+      break
+    end
+    parts[#parts + 1] = sub(s, pos, bad - 1)
+    parts[#parts + 1] = REPLACEMENT_CHAR
+    pos = bad + 1
+  end
+  return (concat(parts):gsub("\237[\160-\191][\128-\191]", REPLACEMENT_CHAR))
+end
+
 local function encode_string(s)
+  if find(s, "[\128-\255]") and not is_utf8(s) then s = to_utf8(s) end
   return '"' .. s:gsub('[%z\1-\31"\\\127]', escape_char) .. '"'
 end
 
@@ -132,7 +156,6 @@ local function skip_space(text, pos)
   return last + 1
 end
 
-local REPLACEMENT_CHAR = "\239\191\189" -- U+FFFD stands in for a lone surrogate
 
 local SIMPLE_ESCAPES = {
   [byte('"')] = '"', [byte("\\")] = "\\", [byte("/")] = "/", [byte("b")] = "\b",

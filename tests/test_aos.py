@@ -186,6 +186,10 @@ def test_eval_error_has_aos_line_number(aos):
     assert aos.value("#Errors") == 1
 
 
+def test_binary_output_stays_valid_json(aos):
+    assert aos.eval("string.char(104, 105, 255)")["Output"]["data"] == "hi\ufffd"
+
+
 def test_eval_compile_error(aos):
     assert aos.eval("x = = 1")["Error"] == "[string \"aos\"]:1: unexpected symbol near '='"
 

@@ -82,6 +82,11 @@ def test_utf8_passes_through():
     assert LUA_JSON.encode(text.encode()).decode() == '"' + text + '"'
 
 
+def test_bytes_that_are_not_utf8_become_replacement_characters():
+    assert json.loads(encode(r"'a\255b\192\128c'")) == "a\ufffdb\ufffd\ufffdc"
+    assert json.loads(encode(r"'surrogate \237\160\128!'")) == "surrogate \ufffd!"
+
+
 # ----------------------------------------------------------------------------------- decoding
 
 
