@@ -112,13 +112,15 @@ def test_tag_names_and_root_keys_are_title_cased(aos):
     aos.send(raw_tags=tags([
         ("ACTION", "Probe"), ("data-PROTOCOL", "ao"), ("x_custom_tag", "1"), ("SDK", "aoconnect"),
         ("aos-Version", "2.0.4"), ("Type", "Message"),
-    ]))
+    ]), **{"pushed_FOR": "origin"})
     seen = aos.value("{ names = Utils.map(function(t) return t.name end, Seen.TagArray),"
                      " action = Seen.Action, custom = Seen['X-Custom-Tag'], sdk = Seen.Sdk,"
-                     " version = Seen['Aos-Version'], height = Seen['Block-Height'] }")
+                     " version = Seen['Aos-Version'], height = Seen['Block-Height'],"
+                     " pushed = Seen['Pushed-For'] }")
     assert seen["names"] == ["Action", "Data-Protocol", "X-Custom-Tag", "Sdk", "Aos-Version", "Type"]
     assert seen["action"] == "Probe" and seen["custom"] == "1" and seen["sdk"] == "aoconnect"
     assert seen["version"] == "2.0.4" and seen["height"] == aos.block_height - 1
+    assert seen["pushed"] == "origin"
 
 
 def test_non_extractable_tags_stay_off_the_root(aos):
@@ -378,6 +380,19 @@ def test_on_reply_runs_on_the_matching_reply(aos):
     assert aos.value("{ Answer, #Inbox }") == ["42", 1]
 
 
+def test_receive_global_waits_for_a_pattern(aos):
+    aos.eval("local m = Receive({ Action = 'Go' })\nWent = m.Data")
+    assert aos.send([("Action", "Other")])["Output"]["print"] is True
+    aos.send([("Action", "Go")], data="now")
+    assert aos.value("{ Went, #Inbox }") == ["now", 1]
+
+
+def test_error_after_resuming_fails_the_resuming_message(aos):
+    aos.eval("local m = Receive({ Action = 'Go' })\nerror('failed after ' .. m.Data)")
+    result = aos.send([("Action", "Go")], data="waiting")
+    assert '[string "aos"]:2: failed after waiting' in result["Error"]
+
+
 def test_receive_resumes_on_a_later_message(aos):
     started = aos.eval("local reply = Send({ Target = 'T1', Action = 'Ask' }).receive()\n"
                        "Got = reply.Data\nprint('resumed with ' .. reply.Data)\nreturn 'done'")
@@ -422,6 +437,17 @@ def test_assignment_needs_an_assignable(aos):
     assert aos.value("Seen.Target") == OTHER_PROCESS
     aos.eval("ao.removeAssignable('probes')")
     assert aos.value("{ ao.isAssignable({ Action = 'Probe' }), #ao.assignables }") == [False, 0]
+
+
+# ---------------------------------------------------------------------------------- loader
+
+
+def test_loader_reports_failures_as_not_ok():
+    from tfao.luavm import LuaVM
+
+    handle = LuaVM().require("loader")
+    reply = json.loads(handle(b"{broken", b"{}"))
+    assert reply["ok"] is False and reply["response"].startswith("json: ")
 
 
 # ------------------------------------------------------------------------------ determinism
