@@ -1,0 +1,314 @@
+"""The ``tfao`` command: spawn processes, send messages, evaluate Lua, read results, and the aos-like terminal.
+
+Local commands open the node home (``--home``, default ``$TFAO_HOME`` or ``~/.tfao``) for the length of
+the command; with ``--url`` they talk to a running node (``tfao serve``, or legacy AO units) instead.
+Results print the way the aos CLI prints them. A user error prints one ``error: ...`` line on stderr
+and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from tfao import server
+from tfao.client import ClientError, RemoteNode, dryrun_body
+from tfao.node import Node, NodeError, decode_cursor
+from tfao.repl import GRAY, RED, RESET, Terminal, outgoing_text, output_text, result_text, strip_ansi
+from weavedrive import cli as weave_cli
+from weavedrive.ans104 import InvalidDataItem
+from weavedrive.wallet import default_wallet, home_dir
+
+DEFAULT_PROCESS_NAME = "default"  # the name aos gives a process when none is asked for
+
+
+class UsageError(Exception):
+    """A command line that cannot be carried out as written."""
+
+
+USER_ERRORS = (UsageError, NodeError, ClientError, InvalidDataItem, TimeoutError, OSError)
+
+
+# --------------------------------------------------------------------------------------- output
+
+
+def colour_enabled(stream) -> bool:
+    choice = os.environ.get("TFAO_COLOR", "auto")
+    if choice in ("always", "never"):
+        return choice == "always"
+    return stream.isatty() and "NO_COLOR" not in os.environ
+
+
+def emit(text: str, stream=None) -> None:
+    """Print ``text`` (nothing if empty), without colour codes unless the stream is a terminal."""
+    stream = stream or sys.stdout
+    if text:
+        print(text if colour_enabled(stream) else strip_ansi(text), file=stream, flush=True)
+
+
+def emit_result(result: dict, source: str | None = None) -> bool:
+    """Print a result as aos does (an error on stderr) and the messages it sends; True on success."""
+    text, ok = result_text(result, source)
+    emit(text, sys.stdout if ok else sys.stderr)
+    for message in result.get("Messages") or []:
+        emit(outgoing_text(message))
+    return ok
+
+
+# --------------------------------------------------------------------------------------- nodes
+
+
+def home_of(args) -> Path:
+    return Path(args.home) if args.home is not None else home_dir()
+
+
+@contextmanager
+def open_node(args):
+    """The node a command works on: the home's local node, or a remote one with ``--url``."""
+    home = home_of(args)
+    if getattr(args, "url", None) or getattr(args, "cu_url", None):
+        with RemoteNode(args.url, wallet=default_wallet(home), mu_url=args.mu_url, cu_url=args.cu_url,
+                        gateway_url=args.gateway_url, scheduler=args.scheduler) as node:
+            yield node
+    else:
+        with Node(home) as node:
+            yield node
+
+
+def parse_tags(texts: list[str]) -> list[tuple[str, str]]:
+    tags = []
+    for text in texts:
+        name, sep, value = text.partition("=")
+        if not sep or not name:
+            raise UsageError(f"bad tag {text!r}: expected NAME=VALUE")
+        tags.append((name, value))
+    return tags
+
+
+def spawn_process(node, *, name=None, tags=(), module=None, data="", timeout=None) -> tuple[str, dict]:
+    """Spawn as aos does (trusting the node that pushes messages), wait for the process's first result."""
+    tags = list(tags)
+    if not any(tag_name == "Authority" for tag_name, _ in tags):
+        tags.append(("Authority", node.scheduler() if isinstance(node, RemoteNode) else node.address))
+    spawned = node.spawn(name=name, tags=tags, module=module, data=data)
+    pid = spawned if isinstance(spawned, str) else spawned.id
+    return pid, node.result(pid, pid, timeout=timeout)
+
+
+def checked_process(node, pid: str) -> str:
+    if isinstance(node, Node):
+        node.process(pid)  # raises NotFound with a clear message
+    return pid
+
+
+def send_eval(node, pid: str, code: str, timeout: float | None) -> dict:
+    return node.result(pid, node.message(pid, data=code, tags=[("Action", "Eval")]), timeout=timeout)
+
+
+# --------------------------------------------------------------------------------------- commands
+
+
+def cmd_spawn(args) -> int:
+    with open_node(args) as node:
+        pid, first = spawn_process(node, name=args.name, tags=parse_tags(args.tag), module=args.module,
+                                   data=args.data or "", timeout=args.timeout)
+        print(pid, flush=True)
+        return 0 if emit_result(first) else 1
+
+
+def cmd_send(args) -> int:
+    tags = [("Action", args.action)] + parse_tags(args.tag)
+    with open_node(args) as node:
+        pid = checked_process(node, args.process)
+        message_id = node.message(pid, data=args.data or "", tags=tags)
+        print(message_id, flush=True)
+        return 0 if emit_result(node.result(pid, message_id, timeout=args.timeout)) else 1
+
+
+def cmd_eval(args) -> int:
+    path = Path(args.code)
+    code = path.read_text() if path.is_file() else args.code
+    with open_node(args) as node:
+        pid = checked_process(node, args.process)
+        if args.dry_run:
+            result = node.dryrun(pid, dryrun_body(node.address, code, [("Action", "Eval")]))
+        else:
+            result = send_eval(node, pid, code, args.timeout)
+        return 0 if emit_result(result, code) else 1
+
+
+def cmd_results(args) -> int:
+    with open_node(args) as node:
+        page = node.results(checked_process(node, args.process), from_=args.from_, sort=args.sort.upper(),
+                            limit=args.limit)
+    for edge in page["edges"]:
+        result = edge["node"]
+        emit(f"{GRAY}-- message {decode_cursor(edge['cursor'])[1]} --{RESET}")
+        text, ok = result_text(result)
+        emit(text if ok else RED + strip_ansi(text) + RESET)
+        if ok and not text:
+            emit(f"{GRAY}(no output){RESET}")
+        for message in result.get("Messages") or []:
+            emit(outgoing_text(message))
+        for spawn in result.get("Spawns") or []:
+            emit(f"{GRAY}spawns a process{RESET}")
+    if page.get("pageInfo", {}).get("hasNextPage") and page["edges"]:
+        emit(f"{GRAY}more: --from {page['edges'][-1]['cursor']}{RESET}")
+    return 0
+
+
+def cmd_ps(args) -> int:
+    with Node(home_of(args)) as node:
+        for record in node.processes():
+            count = node.store.message_count(record["id"])
+            print(f"{record['id']}  {record['name'] or '-':<16}  {record['owner']}  {count:>6} messages")
+    return 0
+
+
+def cmd_repl(args) -> int:
+    with open_node(args) as node:
+        if args.process:
+            pid = checked_process(node, args.process)
+        else:
+            pid = find_or_spawn(node, args.name or DEFAULT_PROCESS_NAME, args.timeout)
+        where = args.url or args.cu_url or str(home_of(args))
+        emit(f"{GRAY}process {pid} on {where} - .help for help, .exit to leave{RESET}")
+        Terminal(node, pid, history_file=home_of(args) / "repl_history", poll_seconds=args.poll).run()
+    return 0
+
+
+def find_or_spawn(node, name: str, timeout: float | None) -> str:
+    """This wallet's process called ``name`` (as aos finds one by name), or a new one."""
+    mine = [p for p in node.processes() if p["name"] == name and p["owner"] == node.address]
+    if mine:
+        return mine[0]["id"]
+    emit(f"{GRAY}spawning a new process named {name}{RESET}")
+    return spawn_process(node, name=name, timeout=timeout)[0]
+
+
+# --------------------------------------------------------------------------------------- demo
+
+
+def run_demo(node, write=print) -> None:
+    """Walk through a process's life on ``node``, saying what happens in plain words."""
+    write("Spawning an aos process on a local AO node...")
+    pid, _ = spawn_process(node, name="demo", timeout=60)
+    write(f"  process id: {pid}")
+    code = "return 1 + 41"
+    write(f"Sending it an Eval message with the Lua code: {code}")
+    write(f"  the process answers: {output_text(send_eval(node, pid, code, 60))}")
+    handler = 'Handlers.add("Greet", function(msg) msg.reply({ Data = "Hello, " .. msg.Data .. "!" }) end)'
+    write(f"Adding a message handler with Eval: {handler}")
+    send_eval(node, pid, handler, 60)
+    message_id = node.message(pid, data="world", tags=[("Action", "Greet")])
+    reply = node.result(pid, message_id, timeout=60)["Messages"][0]
+    write(f"Sending it a message with Action = Greet and Data = world (id {message_id})")
+    write(f"  it replies to {reply['Target']} with: {reply['Data']}")
+    count = output_text(node.dryrun(pid, dryrun_body(node.address, "#Handlers.list", [("Action", "Eval")])))
+    write(f"A dry-run reads its state without changing it: it has {count} handlers")
+
+
+def cmd_demo(args) -> int:
+    with (Node(home_of(args)) if args.persist else Node()) as node:
+        run_demo(node)
+    return 0
+
+
+# --------------------------------------------------------------------------------------- parser
+
+
+def home_option() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a --home given before the command is not overwritten by this one's default
+    parent.add_argument("--home", type=Path, default=argparse.SUPPRESS,
+                        help="node home folder (default: $TFAO_HOME or ~/.tfao)")
+    return parent
+
+
+def remote_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("remote node")
+    group.add_argument("--url", help="talk to a node over HTTP (tfao serve, or AO units) instead of the home")
+    group.add_argument("--mu-url", help="messenger unit URL (default: --url)")
+    group.add_argument("--cu-url", help="compute unit URL (default: --url)")
+    group.add_argument("--gateway-url", help="gateway URL for GraphQL (default: --url)")
+    group.add_argument("--scheduler", help="scheduler address for new processes (default: the unit's own)")
+    group.add_argument("--timeout", type=float, default=300, help="seconds to wait for a result (default 300)")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tfao", description="Transformers-AO: a local AO node and its tools.")
+    parser.add_argument("--home", type=Path, help="node home folder (default: $TFAO_HOME or ~/.tfao)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    home, remote = home_option(), remote_options()
+
+    def command(name, handler, help, parents=(remote,)):
+        sub = commands.add_parser(name, help=help, description=help, parents=[home, *parents])
+        sub.set_defaults(handler=lambda args: run(handler, args))
+        return sub
+
+    spawn = command("spawn", cmd_spawn, "spawn an aos process; prints its id")
+    spawn.add_argument("--name", help="the process's Name tag")
+    spawn.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE", help="add a tag (repeatable)")
+    spawn.add_argument("--module", help="module id (default: the node's tfao module)")
+    spawn.add_argument("--data", help="the process item's data (e.g. code run by On-Boot=Data)")
+
+    send = command("send", cmd_send, "send a message; prints its id and the process's output")
+    send.add_argument("--process", required=True, metavar="PID")
+    send.add_argument("--action", required=True, help="the Action tag")
+    send.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE", help="add a tag (repeatable)")
+    send.add_argument("--data", help="message data")
+
+    evaluate = command("eval", cmd_eval, "evaluate Lua in a process (an Eval message) and print the output")
+    evaluate.add_argument("--process", required=True, metavar="PID")
+    evaluate.add_argument("code", metavar="CODE_OR_FILE", help="Lua code, or a file holding it")
+    evaluate.add_argument("--dry-run", action="store_true", help="evaluate against the latest state, change nothing")
+
+    results = command("results", cmd_results, "print a process's results, one block per message")
+    results.add_argument("process", metavar="PID")
+    results.add_argument("--limit", type=int, default=25, help="how many (default 25)")
+    results.add_argument("--sort", choices=["ASC", "DESC", "asc", "desc"], default="ASC")
+    results.add_argument("--from", dest="from_", metavar="CURSOR", help="start after this cursor")
+
+    command("ps", cmd_ps, "list the processes of the local node", parents=())
+
+    repl = command("repl", cmd_repl, "an aos-like terminal on a process")
+    repl.add_argument("process", nargs="?", metavar="PID", help="the process (default: find or spawn by --name)")
+    repl.add_argument("--name", help=f"find this wallet's process by name, or spawn it (default {DEFAULT_PROCESS_NAME!r})")
+    repl.add_argument("--poll", type=float, default=2.0, help="seconds between checks for incoming messages")
+
+    demo = command("demo", cmd_demo, "spawn a process on a throwaway node and show what it does", parents=())
+    demo.add_argument("--persist", action="store_true", help="use the home's node (keeps the process)")
+
+    weave_cli.register(commands)
+    server.register(commands)
+    return parser
+
+
+def run(handler, args) -> int:
+    try:
+        return handler(args)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None) or getattr(args, "func", None)
+    if handler is None:
+        parser.print_help()
+        return 1
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
