@@ -23,7 +23,7 @@ Utils = require(".utils")
 Handlers = require(".handlers")
 ao = require(".ao")
 assignment.init(ao)
-_G.json = json
+_G.json = json -- aos code often uses the json module without requiring it
 
 local process = { _version = "2.0.4-tfao" }
 local MAX_INBOX = 10000
@@ -51,7 +51,7 @@ end
 
 function print(...)
   local parts = {}
-  for i = 1, math.max(select("#", ...), 1) do parts[i] = printable((select(i, ...))) end
+  for i = 1, select("#", ...) do parts[i] = printable((select(i, ...))) end
   local line = table.concat(parts, "\t")
   if HANDLER_PRINT_LOGS then
     table.insert(HANDLER_PRINT_LOGS, line)
