@@ -30,9 +30,9 @@ def aoconnect_tags(tags, data, protocol):
     return list(tags) + extra + [("SDK", "aoconnect"), ("Data-Protocol", "ao"), ("Variant", "ao.TN.1")] + protocol
 
 
-def process_item(module, scheduler, *, name="test", wallet=OWNER):
-    tags = aoconnect_tags([("Name", name)], "", [("Type", "Process"), ("Module", module), ("Scheduler", scheduler),
-                                                 ("Timestamp", "1700000000000")])
+def process_item(module, scheduler, *, name="test", wallet=OWNER, tags=()):
+    tags = aoconnect_tags([("Name", name), *tags], "", [("Type", "Process"), ("Module", module),
+                                                        ("Scheduler", scheduler), ("Timestamp", "1700000000000")])
     return sign_data_item(wallet, b" ", tags=tags)
 
 
