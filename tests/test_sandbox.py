@@ -132,3 +132,21 @@ def test_environment_is_not_visible(vm):
             vm.execute("return os.getenv('TFAO_SANDBOX_PROBE')")
     finally:
         del os.environ["TFAO_SANDBOX_PROBE"]
+
+
+def test_pairs_order_is_the_same_in_every_os_process():
+    """Lua's string hash seed differs per OS process; pairs must not show it."""
+    import subprocess
+    import sys
+
+    code = (
+        "from tfao.luavm import LuaVM; vm = LuaVM(); "
+        "print(vm.execute(\"local t = {} for i = 1, 200 do t['k' .. i] = i; t[i * 1.5] = i end "
+        "t[true] = 1 local out = {} for k in pairs(t) do out[#out + 1] = tostring(k) end "
+        "return table.concat(out, ',')\").decode())"
+    )
+    orders = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+              for _ in range(3)}
+    assert len(orders) == 1
+    keys = orders.pop().strip().split(",")
+    assert keys[0] == "1.5" and keys[-1] == "true" and keys.index("k1") < keys.index("k10")

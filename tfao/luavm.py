@@ -115,12 +115,43 @@ getmetatable = function(v)
   return raw_getmetatable(v)
 end
 
+-- pairs in a fixed order: Lua seeds its string hashes from addresses and the clock, so the raw
+-- traversal order differs between OS processes. Numbers, then strings, then booleans, each sorted;
+-- other key types (tables, functions) keep the raw order among themselves.
+local raw_next, raw_rawget, sort = next, rawget, table.sort
+local type_rank = { number = 1, string = 2, boolean = 3 }
+local function key_less(a, b)
+  local ta, tb = raw_type(a), raw_type(b)
+  if ta ~= tb then return (type_rank[ta] or 4) < (type_rank[tb] or 4) end
+  if ta == "number" or ta == "string" then return a < b end
+  if ta == "boolean" then return (not a) and b end
+  return false
+end
+pairs = function(t)
+  local mt = raw_getmetatable(t)
+  if mt ~= nil and raw_type(mt) == "table" and mt.__pairs then return mt.__pairs(t) end
+  local keys, n = {}, 0
+  for k in raw_next, t do n = n + 1; keys[n] = k end
+  sort(keys, key_less)
+  local i = 0
+  return function(tbl)
+    while true do
+      i = i + 1
+      local k = keys[i]
+      if k == nil then return nil end
+      local v = raw_rawget(tbl, k)
+      if v ~= nil then return k, v end  -- fields cleared during the traversal are skipped
+    end
+  end, t, nil
+end
+
 local safe_os = {}
 local raw_time, raw_date = os.time, os.date
 safe_os.difftime = os.difftime
 -- the process library replaces os.time with the message's timestamp; a table argument converts in UTC
 safe_os.time = function(t) if t == nil then return 0 end return raw_time(t) end
-safe_os.date = function(fmt, t) return raw_date(fmt, t or os.time()) end
+-- os.time() is the message timestamp in milliseconds, as in aos
+safe_os.date = function(fmt, t) return raw_date(fmt, t or os.time() // 1000) end
 safe_os.clock = function() return meter.used / 1e9 end
 os = safe_os; loaded.os = safe_os
 
