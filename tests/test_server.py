@@ -298,6 +298,7 @@ def test_an_oversized_body_without_length_is_cut_at_the_limit(served):
 @pytest.mark.parametrize("method, path, params, body, status", [
     ("POST", "/dry-run", {"process-id": "{pid}"}, b"{not json", 400),
     ("POST", "/dry-run", {"process-id": "{pid}"}, b"[1, 2]", 400),
+    ("POST", "/dry-run", {"process-id": "{pid}"}, b'{"Data": NaN}', 400),
     ("POST", "/dry-run", {"process-id": "{pid}"}, b'{"Tags": [{"name": 1}]}', 400),
     ("POST", "/dry-run", {}, b"{}", 400),
     ("POST", "/dry-run", {"process-id": "B" * 43}, b"{}", 404),

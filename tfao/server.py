@@ -26,7 +26,6 @@ TCP_NODELAY (see ``bind``), so the header and body writes of a response leave at
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import logging
@@ -111,9 +110,13 @@ def int_param(request: Request, name: str, default: int | None, low: int = 0, hi
 
 def parse_json(raw: bytes):
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=reject_constant)
     except (ValueError, RecursionError) as exc:
         raise HTTPError(400, f"the body is not valid JSON: {str(exc)[:200]}") from None
+
+
+def reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -210,8 +213,8 @@ class NodeServer:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def known_process(self, pid: str) -> str:
-        if not self.node.store.has_process(pid):
+    async def known_process(self, pid: str) -> str:
+        if not await self.blocking(self.node.store.has_process, pid):
             raise HTTPError(404, f"process {pid} not found on this node")
         return pid
 
@@ -242,7 +245,7 @@ class NodeServer:
             raise InvalidDataItem(f"data item {item.id}: signature does not verify")
         if item.target_id != pid:
             raise HTTPError(400, f"the monitor item targets {item.target_id}, not {pid}")
-        self.known_process(pid)
+        await self.known_process(pid)
         enabled = request.method == "POST"
         await self.blocking(self.node.store.set_setting, f"monitor:{pid}", "on" if enabled else "off")
         return JSONResponse({"ok": True, "id": item.id, "monitored": enabled})
@@ -281,7 +284,7 @@ class NodeServer:
         return JSONResponse(await self.blocking(self.node.dryrun, pid, message))
 
     async def state(self, request: Request) -> Response:
-        self.known_process(checked_id(request.path_params["pid"], "process id"))
+        await self.known_process(checked_id(request.path_params["pid"], "process id"))
         return error_response(501, "this node keeps process state in a Lua VM, not a wasm memory: "
                                    "there is no memory snapshot to serve (use dry-run to read state)")
 
@@ -291,7 +294,7 @@ class NodeServer:
         return JSONResponse({"timestamp": now_ms(), "block_height": f"{height:012d}"})
 
     async def process_info(self, request: Request) -> Response:
-        pid = self.known_process(checked_id(request.path_params["pid"], "process id"))
+        pid = await self.known_process(checked_id(request.path_params["pid"], "process id"))
         first = await self.blocking(self.node.store.message, pid, 0)
         item = DataItem.parse(first.item)
         body = su_item(item, with_data=True)
@@ -300,7 +303,7 @@ class NodeServer:
         return JSONResponse(body)
 
     async def latest(self, request: Request) -> Response:
-        pid = self.known_process(checked_id(request.path_params["pid"], "process id"))
+        pid = await self.known_process(checked_id(request.path_params["pid"], "process id"))
         count = await self.blocking(self.node.store.message_count, pid)
         return JSONResponse(su_message(await self.blocking(self.node.store.message, pid, count - 1)))
 
@@ -501,7 +504,7 @@ class ServerProcess:
     ANNOUNCE = re.compile(r"^tfao node (\S+) listening on (\S+) \(module (\S+),")
 
     def __init__(self, home: str | Path, *, max_body: int | None = None, startup_timeout: float = 60):
-        command = [sys.executable, "-m", "tfao.server", "serve", "--port", "0", "--home", str(home)]
+        command = [sys.executable, "-m", "tfao.cli", "serve", "--port", "0", "--home", str(home)]
         if max_body is not None:
             command += ["--max-body", str(max_body)]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -530,15 +533,3 @@ class ServerProcess:
     def kill(self) -> None:
         self.process.kill()
         self.process.wait()
-
-
-def main(argv=None) -> int:
-    """``python -m tfao.server serve ...``: the same command without the full CLI."""
-    parser = argparse.ArgumentParser(prog="tfao")
-    register(parser.add_subparsers(required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

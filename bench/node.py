@@ -1,0 +1,171 @@
+"""Node benchmark: the real aoconnect against ``tfao serve`` (and against wao, when it runs here).
+
+    python bench/node.py [--messages 100] [--clients 50] [--dryruns 500] [--no-wao] [--wao-memory] [--json FILE]
+
+The client is tests/node/bench.mjs (aoconnect 0.0.98 from tests/node). It spawns a process, adds a
+Ping handler that answers with ``msg.reply``, then measures: cold spawn, Eval ``1+41`` p50, sequential
+message+result round trips (p50, p95, messages/s), the same with ``--clients`` concurrent clients,
+and dry-runs/s with ``--clients`` concurrent clients. wao (npm ``wao``, the JS emulator running the
+real aos wasm module) is installed into a cache folder and measured on the same script, on disk
+(its default, like tfao's node) or in memory with ``--wao-memory``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from tfao.server import ServerProcess
+from weavedrive.wallet import premade_wallets
+
+NODE_TESTS = Path(__file__).resolve().parent.parent / "tests" / "node"
+WAO_VERSION = "0.35.7"
+WAO_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tfao-bench" / f"wao-{WAO_VERSION}"
+# wao's defaults (its README): the aos 2.0.1 module, its scheduler, and the Authority aos needs
+WAO_MODULE = "Do_Uc2Sju_ffp6Ev0AnLVdPtot15rvMjP-a9VVaA5fM"
+WAO_SCHEDULER = "_GQ33BkPtZrqxA84vM8Zk-N2aO0toNNu_C-l-rawrBA"
+WAO_AUTHORITY = "eNaLJLsMiWCSWvQKNbk_YT-9ydeWl9lrWwXxLVp9kcg"
+WAO_PORT = 4000  # AR; MU, SU, CU on the next ports
+
+FIGURES = [
+    ("cold spawn (spawn + first Eval)", "cold_spawn_ms", "ms"),
+    ("Eval 1+41 p50", "eval_p50_ms", "ms"),
+    ("message+result p50", "round_trip.p50_ms", "ms"),
+    ("message+result p95", "round_trip.p95_ms", "ms"),
+    ("messages/s, 1 client", "messages_per_second", "/s"),
+    ("messages/s, concurrent clients", "messages_per_second_concurrent", "/s"),
+    ("dry-runs/s, concurrent clients", "dryruns_per_second", "/s"),
+]
+
+
+def ensure_aoconnect() -> None:
+    if not (NODE_TESTS / "node_modules" / "@permaweb" / "aoconnect").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_TESTS, check=True)
+
+
+def run_client(urls: dict, module: str, scheduler: str, tags: list, args, workdir: Path) -> dict:
+    wallet = premade_wallets()[0]
+    wallet_file = workdir / "wallet.json"
+    wallet_file.write_text(json.dumps(wallet.jwk))
+    env = {
+        **os.environ, **urls,
+        "BENCH_MODULE": module, "BENCH_SCHEDULER": scheduler, "BENCH_WALLET": str(wallet_file),
+        "BENCH_OWNER": wallet.address, "BENCH_TAGS": json.dumps(tags), "BENCH_MESSAGES": str(args.messages),
+        "BENCH_CLIENTS": str(args.clients), "BENCH_DRYRUNS": str(args.dryruns),
+    }
+    done = subprocess.run(["node", "bench.mjs"], cwd=NODE_TESTS, env=env, capture_output=True, text=True,
+                          timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.mjs failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_tfao(args, workdir: Path) -> dict:
+    with ServerProcess(workdir / "tfao-home") as server:
+        urls = {"MU_URL": server.url, "CU_URL": server.url, "GATEWAY_URL": server.url}
+        return run_client(urls, server.module_id, server.address, [], args, workdir)
+
+
+def install_wao() -> Path | None:
+    """wao's server script (installed into a cache folder on first use), or None if npm cannot get it."""
+    script = WAO_CACHE / "node_modules" / "wao" / "cjs" / "run.js"
+    if not script.exists():
+        WAO_CACHE.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", f"wao@{WAO_VERSION}"], cwd=WAO_CACHE,
+                              capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            print(f"wao could not be installed: {done.stderr[-500:]}", file=sys.stderr)
+            return None
+    return script
+
+
+def bench_wao(args, workdir: Path) -> dict | None:
+    script = install_wao()
+    if script is None:
+        return None
+    # run.js is what `npx wao` starts (through pm2); started directly it stays our child
+    storage = ["--memory"] if args.wao_memory else ["--db", str(workdir / "wao-db"), "--reset"]
+    server = subprocess.Popen(["node", str(script), "--port", str(WAO_PORT), *storage], cwd=workdir,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        if not wait_for(f"http://127.0.0.1:{WAO_PORT + 4}/", server):
+            print("wao did not start" + (f": {server.stderr.read()[-500:]}" if server.poll() is not None else ""),
+                  file=sys.stderr)
+            return None
+        urls = {"MU_URL": f"http://127.0.0.1:{WAO_PORT + 2}", "CU_URL": f"http://127.0.0.1:{WAO_PORT + 4}",
+                "GATEWAY_URL": f"http://127.0.0.1:{WAO_PORT}"}
+        return run_client(urls, WAO_MODULE, WAO_SCHEDULER, [{"name": "Authority", "value": WAO_AUTHORITY}],
+                          args, workdir)
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def wait_for(url: str, process: subprocess.Popen, timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            httpx.get(url, timeout=2)
+            return True
+        except httpx.TransportError:
+            time.sleep(0.5)
+    return False
+
+
+def figure(result: dict, key: str) -> float:
+    value = result
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def report(results: dict[str, dict]) -> None:
+    names = list(results)
+    print(f"{'':36}" + "".join(f"{name:>16}" for name in names) + ("   tfao/wao" if len(names) > 1 else ""))
+    for label, key, unit in FIGURES:
+        values = [figure(results[name], key) for name in names]
+        row = f"{label:36}" + "".join(f"{v:>13.1f} {unit:2}" for v in values)
+        if len(values) > 1 and values[1]:
+            # for times the ratio is how many times faster tfao is
+            ratio = values[1] / values[0] if unit == "ms" else values[0] / values[1]
+            row += f"   {ratio:6.1f}x"
+        print(row)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=100, help="round trips per message phase")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent clients")
+    parser.add_argument("--dryruns", type=int, default=500, help="dry-runs in the dry-run phase")
+    parser.add_argument("--no-wao", action="store_true", help="measure tfao only")
+    parser.add_argument("--wao-memory", action="store_true", help="run wao in memory instead of on disk")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    if shutil.which("node") is None:
+        print("node is needed (the client is aoconnect)", file=sys.stderr)
+        return 1
+    ensure_aoconnect()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="tfao-bench-") as workdir:
+        results["tfao"] = bench_tfao(args, Path(workdir))
+        if not args.no_wao:
+            wao = bench_wao(args, Path(workdir))
+            if wao is not None:
+                results["wao"] = wao
+    report(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+// Round trips through the real aoconnect: the client side of bench/node.py.
+// Environment: MU_URL, CU_URL, GATEWAY_URL, BENCH_MODULE, BENCH_SCHEDULER, BENCH_WALLET (a JWK file),
+// BENCH_OWNER (its address), BENCH_TAGS (extra spawn tags, JSON [{name, value}]), BENCH_MESSAGES,
+// BENCH_CLIENTS, BENCH_DRYRUNS. Prints one JSON object with the figures.
+import { readFileSync } from 'node:fs'
+import { connect, createDataItemSigner } from '@permaweb/aoconnect'
+
+const env = process.env
+const ao = connect({ MU_URL: env.MU_URL, CU_URL: env.CU_URL, GATEWAY_URL: env.GATEWAY_URL })
+const signer = createDataItemSigner(JSON.parse(readFileSync(env.BENCH_WALLET, 'utf8')))
+const messages = Number(env.BENCH_MESSAGES || 200)
+const clients = Number(env.BENCH_CLIENTS || 50)
+const dryruns = Number(env.BENCH_DRYRUNS || 500)
+const ping = [{ name: 'Action', value: 'Ping' }]
+
+const seconds = (start) => Number(process.hrtime.bigint() - start) / 1e9
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]
+
+async function timed (f) {
+  const start = process.hrtime.bigint()
+  const value = await f()
+  return [seconds(start), value]
+}
+
+async function roundTrip (pid, tags, data) {
+  const message = await ao.message({ process: pid, signer, tags, data })
+  return ao.result({ process: pid, message })
+}
+
+// run `total` calls of f with `width` of them in flight; returns the elapsed seconds
+async function concurrently (total, width, f) {
+  let next = 0
+  const start = process.hrtime.bigint()
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < total) { next++; await f() }
+  }))
+  return seconds(start)
+}
+
+function summary (latencies) {
+  const sorted = [...latencies].sort((a, b) => a - b)
+  return { p50_ms: percentile(sorted, 0.5) * 1000, p95_ms: percentile(sorted, 0.95) * 1000 }
+}
+
+const [spawnSeconds, pid] = await timed(async () => {
+  const id = await ao.spawn({
+    module: env.BENCH_MODULE, scheduler: env.BENCH_SCHEDULER, signer, tags: JSON.parse(env.BENCH_TAGS || '[]')
+  })
+  await roundTrip(id, [{ name: 'Action', value: 'Eval' }], 'return 1')
+  return id
+})
+const added = await roundTrip(pid, [{ name: 'Action', value: 'Eval' }],
+  'Handlers.add("Ping", "Ping", function (msg) msg.reply({ Data = "Pong" }) end)')
+if (added.Error) throw new Error(`adding the Ping handler failed: ${added.Error}`)
+const check = await roundTrip(pid, ping)
+if (check.Messages?.[0]?.Data !== 'Pong') throw new Error(`Ping did not answer Pong: ${JSON.stringify(check)}`)
+
+const evals = []
+for (let i = 0; i < 20; i++) evals.push((await timed(() => roundTrip(pid, [{ name: 'Action', value: 'Eval' }], '1+41')))[0])
+
+const latencies = []
+const sequential = await concurrently(messages, 1, async () => latencies.push((await timed(() => roundTrip(pid, ping)))[0]))
+const parallel = await concurrently(messages, clients, () => roundTrip(pid, ping))
+const dry = await concurrently(dryruns, clients, async () => {
+  const answer = await ao.dryrun({ process: pid, tags: ping, Owner: env.BENCH_OWNER })
+  if (answer.Messages?.[0]?.Data !== 'Pong') throw new Error(`dry-run Ping: ${JSON.stringify(answer)}`)
+})
+
+console.log(JSON.stringify({
+  cold_spawn_ms: spawnSeconds * 1000,
+  eval_p50_ms: summary(evals).p50_ms,
+  round_trip: summary(latencies),
+  messages_per_second: messages / sequential,
+  messages_per_second_concurrent: messages / parallel,
+  dryruns_per_second: dryruns / dry,
+  messages,
+  clients,
+  dryruns
+}))
