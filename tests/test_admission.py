@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import weavedrive.admission as admission_module
 from weavedrive.admission import Admission, NotAdmitted
 from weavedrive.store import WeaveStore
 from weavedrive.wallet import Ed25519Signer
@@ -29,7 +30,7 @@ def data_id(store):
 
 
 def attest(store, signer, id):
-    return store.add_bytes(b"", signer, [("Data-Protocol", "ao"), ("Type", "Attestation"), ("Message", id)]).block
+    return admission_module.attest(store, signer, id).block
 
 
 def avail(store, signer, *ids, body=b""):

@@ -104,7 +104,7 @@ def test_malformed_manifests(entry, message):
 
 
 def test_manifest_of_tells_other_blobs_from_broken_manifests():
-    from tfao.blob import Blob
+    from weavedrive.blob import Blob
 
     assert manifest_of(Blob.from_bytes(b'{"config": 1}')) is None
     assert manifest_of(Blob.from_bytes(b"\x00" * 10)) is None

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tfao.blob import Blob
+from weavedrive.blob import Blob
 from tfao.luavm import LuaError, LuaMemoryError, LuaVM
 
 SECRET = "host-secret"

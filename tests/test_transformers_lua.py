@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfao.blob import to_blob
+from weavedrive.blob import to_blob
 from tfao.luavm import LuaVM
 from tfao.pipelines import pipeline
 from tfao.transformers_bridge import bridge_functions

@@ -4,7 +4,7 @@ import types
 
 import pytest
 
-from tfao.blob import Blob, to_blob
+from weavedrive.blob import Blob, to_blob
 from tfao.luavm import LuaError, LuaVM
 from tfao.weavedrive_bridge import WeaveDrive, blob_resolver, bridge_functions, manifest_of
 from weavedrive.store import WeaveStore

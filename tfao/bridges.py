@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Callable
 
-from tfao.blob import Blob, to_blob
+from weavedrive.blob import Blob, to_blob
 from tfao.weavedrive_bridge import WeaveDrive
 from weavedrive.store import WeaveStore
 

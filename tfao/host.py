@@ -62,7 +62,7 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = dict(os.environ, TZ="UTC")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tfao.host", str(theirs.fileno())],
+            [sys.executable, "-c", f"import tfao.host; tfao.host.zygote_main({theirs.fileno()})"],
             pass_fds=[theirs.fileno()],
             env=env,
             start_new_session=True,
@@ -159,7 +159,7 @@ class ProcessHost:
 # ------------------------------------------------------------------------------------- zygote side
 
 
-def _zygote_main(control_fd: int) -> None:
+def zygote_main(control_fd: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     import time
@@ -342,6 +342,3 @@ def _run_holder(fd: int, config: HostConfig) -> None:
             conn.send((rid, False, message))
     os._exit(0)
 
-
-if __name__ == "__main__":
-    _zygote_main(int(sys.argv[1]))

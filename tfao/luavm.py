@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import lupa.lua53 as lupa
 import numpy as np
 
-from tfao.blob import Blob
+from weavedrive.blob import Blob
 
 LuaError = lupa.LuaError
 LuaMemoryError = lupa.LuaMemoryError

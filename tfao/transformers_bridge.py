@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-from .blob import Blob
+from weavedrive.blob import Blob
 from .kernels import ops
 from .models import POOLINGS, SentenceEncoder, cached_sentence_encoder, pooling_from_config
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from tfao.blob import Blob
+from weavedrive.blob import Blob
 from weavedrive.admission import Admission, NotAdmitted
 from weavedrive.manifest import manifest_of
 from weavedrive.store import ItemNotFound, WeaveStore, json_bytes

@@ -34,12 +34,27 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .store import WeaveStore
+from .ans104 import Signer
+from .store import StoredItem, WeaveStore
 
 MODES = {"Assignments": "Assignments", "Assigned": "Assignments", "Individual": "Individual", "Library": "Library"}
 TEST_MODE = "Test"
 MAX_LIBRARY_BODY = 4 * 1024 * 1024
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+ATTESTATION_TAGS = [("Data-Protocol", "ao"), ("Type", "Attestation")]
+AVAILABLE_TAGS = [("Data-Protocol", "WeaveDrive"), ("Variant", "WeaveDrive.tn.1"), ("Type", "Available")]
+
+
+def attest(store: WeaveStore, signer: Signer, id: str) -> StoredItem:
+    """Sign and store an Attestation of ``id`` (admits it for processes whose attestor is the signer)."""
+    return store.add_bytes(b"", signer, [*ATTESTATION_TAGS, ("Message", id)])
+
+
+def make_available(store: WeaveStore, signer: Signer, ids: Sequence[str]) -> StoredItem:
+    """Sign and store an Available item naming ``ids`` (Individual and Library modes)."""
+    return store.add_bytes(b"", signer, [*AVAILABLE_TAGS, *(("ID", i) for i in ids)])
 
 
 class NotAdmitted(Exception):

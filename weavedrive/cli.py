@@ -11,14 +11,12 @@ import shutil
 import sys
 from pathlib import Path
 
+from .admission import attest, make_available
 from .ans104 import InvalidDataItem
 from .gateway import Gateway, GatewayError
 from .manifest import ManifestError, import_model
 from .store import WeaveError, WeaveStore
 from .wallet import Wallet, default_wallet, home_dir
-
-ATTESTATION_TAGS = [("Data-Protocol", "ao"), ("Type", "Attestation")]
-AVAILABLE_TAGS = [("Data-Protocol", "WeaveDrive"), ("Variant", "WeaveDrive.tn.1"), ("Type", "Available")]
 
 
 def register(subparsers) -> None:
@@ -59,7 +57,7 @@ def register(subparsers) -> None:
     attest = signed(command("attest", attest_item, "sign an Attestation for a message or data id"))
     attest.add_argument("id", metavar="ID")
 
-    avail = signed(command("avail", make_available, "sign an Available item naming ids (WeaveDrive Individual mode)"))
+    avail = signed(command("avail", make_available_item, "sign an Available item naming ids (WeaveDrive Individual mode)"))
     avail.add_argument("ids", nargs="+", metavar="ID")
 
     verify = command("verify", verify_items, "re-hash stored data and re-check signatures")
@@ -131,13 +129,11 @@ def list_items(args) -> None:
 
 
 def attest_item(args) -> None:
-    store = _store(args)
-    print(store.add_bytes(b"", _wallet(args), [*ATTESTATION_TAGS, ("Message", args.id)]).id)
+    print(attest(_store(args), _wallet(args), args.id).id)
 
 
-def make_available(args) -> None:
-    store = _store(args)
-    print(store.add_bytes(b"", _wallet(args), [*AVAILABLE_TAGS, *(("ID", i) for i in args.ids)]).id)
+def make_available_item(args) -> None:
+    print(make_available(_store(args), _wallet(args), args.ids).id)
 
 
 def verify_items(args) -> None:

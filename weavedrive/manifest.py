@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from tfao.blob import Blob
+from .blob import Blob
 
 from .ans104 import Signer
 from .store import StoredItem, WeaveStore, sha256_file

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tfao.blob import Blob
+from .blob import Blob
 
 from .ans104 import DataItem, InvalidDataItem, Signer, b64url_encode, parse_header, sign_stream, verify_stream
 
