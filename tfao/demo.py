@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from weavedrive.admission import attest
+from weavedrive.admission import attest_with_files
 from weavedrive.manifest import import_model
 
 SENTENCES = [
@@ -44,10 +44,8 @@ def minilm_folder():
 
 def import_minilm(node) -> str:
     """Import MiniLM into the node's weave and attest every file; returns the manifest id."""
-    manifest, files = import_model(node.weave, minilm_folder(), node.wallet,
-                                   name="sentence-transformers/all-MiniLM-L6-v2")
-    for item in [manifest, *files]:
-        attest(node.weave, node.wallet, item.id)
+    manifest, _ = import_model(node.weave, minilm_folder(), node.wallet, name="sentence-transformers/all-MiniLM-L6-v2")
+    attest_with_files(node.weave, node.wallet, manifest.id)
     return manifest.id
 
 

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .ans104 import Signer
+from .manifest import manifest_of
 from .store import StoredItem, WeaveStore
 
 MODES = {"Assignments": "Assignments", "Assigned": "Assignments", "Individual": "Individual", "Library": "Library"}
@@ -50,6 +51,13 @@ AVAILABLE_TAGS = [("Data-Protocol", "WeaveDrive"), ("Variant", "WeaveDrive.tn.1"
 def attest(store: WeaveStore, signer: Signer, id: str) -> StoredItem:
     """Sign and store an Attestation of ``id`` (admits it for processes whose attestor is the signer)."""
     return store.add_bytes(b"", signer, [*ATTESTATION_TAGS, ("Message", id)])
+
+
+def attest_with_files(store: WeaveStore, signer: Signer, id: str) -> list[StoredItem]:
+    """Attest ``id`` and, when it is a model manifest, every file it names (one call admits a model)."""
+    manifest = manifest_of(store.data_blob(id))
+    ids = [id] + ([entry["id"] for entry in manifest["files"]] if manifest else [])
+    return [attest(store, signer, i) for i in ids]
 
 
 def make_available(store: WeaveStore, signer: Signer, ids: Sequence[str]) -> StoredItem:

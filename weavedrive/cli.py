@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .admission import attest, make_available
+from .admission import attest_with_files, make_available
 from .ans104 import InvalidDataItem
 from .gateway import Gateway, GatewayError
 from .manifest import ManifestError, import_model
@@ -54,7 +54,7 @@ def register(subparsers) -> None:
 
     command("ls", list_items, "list stored items (newest first)")
 
-    attest = signed(command("attest", attest_item, "sign an Attestation for a message or data id"))
+    attest = signed(command("attest", attest_item, "sign an Attestation for an id (for a model manifest: also for each of its files)"))
     attest.add_argument("id", metavar="ID")
 
     avail = signed(command("avail", make_available_item, "sign an Available item naming ids (WeaveDrive Individual mode)"))
@@ -129,7 +129,8 @@ def list_items(args) -> None:
 
 
 def attest_item(args) -> None:
-    print(attest(_store(args), _wallet(args), args.id).id)
+    for item in attest_with_files(_store(args), _wallet(args), args.id):
+        print(item.id)
 
 
 def make_available_item(args) -> None:
