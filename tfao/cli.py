@@ -206,7 +206,7 @@ def run_demo(node, write=print) -> None:
     message_id = node.message(pid, data="world", tags=[("Action", "Greet")])
     reply = node.result(pid, message_id, timeout=60)["Messages"][0]
     write(f"Sending it a message with Action = Greet and Data = world (id {message_id})")
-    write(f"  it replies to {reply['Target']} with: {reply['Data']}")
+    write(f"  it replies to the sender ({reply['Target']}): {reply['Data']}")
     count = output_text(node.dryrun(pid, dryrun_body(node.address, "#Handlers.list", [("Action", "Eval")])))
     write(f"A dry-run reads its state without changing it: it has {count} handlers")
 

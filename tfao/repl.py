@@ -11,8 +11,8 @@ does. It talks to anything with ``tfao.node.Node``'s client calls: a local ``Nod
 from __future__ import annotations
 
 import json
-import readline
 import re
+import readline
 import sys
 import threading
 from collections import deque
@@ -182,7 +182,7 @@ class Terminal:
             if self.input_prompt is None:
                 self.write(text)
                 return
-            self.stdout.write("\r\x1b[2K" + text + "\n" + self.input_prompt + readline.get_line_buffer())
+            self.stdout.write("\r\x1b[2K" + text + RESET + "\n" + self.input_prompt + readline.get_line_buffer())
             self.stdout.flush()
 
     def current_prompt(self) -> str:
