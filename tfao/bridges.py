@@ -53,6 +53,8 @@ class ProcessContext:
         self.process = {"id": config.process_id, "owner": config.process_owner, "tags": config.process_tags}
         self.module = {"id": config.module_id, "owner": config.module_owner, "tags": config.module_tags}
         self.cache = InferenceCache(Path(config.home) / "inference.sqlite")
+        # exact math unless the process asks otherwise: only exact results agree across machines
+        self.math_mode = next((v for k, v in config.process_tags if k == "Math-Mode"), "exact")
         self.message: dict = {}
         self.drive: WeaveDrive | None = None
         self._resolve_id: Callable[[str], Blob] | None = None

@@ -33,6 +33,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
+from tfao.kernels.ops import math_mode
+
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -243,7 +245,8 @@ class _Holder:
 
     def evaluate(self, msg: dict, env: dict) -> dict:
         self.context.set_message(msg)
-        return self.process.handle(msg, env)
+        with math_mode(self.context.math_mode):
+            return self.process.handle(msg, env)
 
     def serve(self) -> None:
         while True:
