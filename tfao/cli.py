@@ -53,9 +53,17 @@ def emit_result(result: dict, source: str | None = None) -> bool:
     """Print a result as aos does (an error on stderr) and the messages it sends; True on success."""
     text, ok = result_text(result, source)
     emit(text, sys.stdout if ok else sys.stderr)
-    for message in result.get("Messages") or []:
-        emit(outgoing_text(message))
+    for line in sent_lines(result):
+        emit(line)
     return ok
+
+
+def sent_lines(result: dict) -> list[str]:
+    """What a result sends: one line per message, and how many processes it spawns."""
+    lines = [outgoing_text(message) for message in result.get("Messages") or []]
+    if spawns := len(result.get("Spawns") or []):
+        lines.append(f"{GRAY}spawns {spawns} process{'es' if spawns > 1 else ''}{RESET}")
+    return lines
 
 
 # --------------------------------------------------------------------------------------- nodes
@@ -151,10 +159,8 @@ def cmd_results(args) -> int:
         emit(text if ok else RED + strip_ansi(text) + RESET)
         if ok and not text:
             emit(f"{GRAY}(no output){RESET}")
-        for message in result.get("Messages") or []:
-            emit(outgoing_text(message))
-        for spawn in result.get("Spawns") or []:
-            emit(f"{GRAY}spawns a process{RESET}")
+        for line in sent_lines(result):
+            emit(line)
     if page.get("pageInfo", {}).get("hasNextPage") and page["edges"]:
         emit(f"{GRAY}more: --from {page['edges'][-1]['cursor']}{RESET}")
     return 0
@@ -241,7 +247,9 @@ def remote_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tfao", description="Transformers-AO: a local AO node and its tools.")
+    parser = argparse.ArgumentParser(
+        prog="tfao", description="Transformers-AO: a local AO node and its tools.",
+        epilog="Output is coloured on a terminal; set NO_COLOR, or TFAO_COLOR=always|never, to change that.")
     parser.add_argument("--home", type=Path, help="node home folder (default: $TFAO_HOME or ~/.tfao)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     home, remote = home_option(), remote_options()

@@ -16,7 +16,7 @@ import readline
 import sys
 import threading
 from collections import deque
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -337,24 +337,25 @@ class Terminal:
             self.stopped.set()
 
     @contextmanager
-    def history(self):
-        if not (self.interactive and self.history_file):
-            yield
-            return
-        readline.set_history_length(1000)
-        try:
-            readline.read_history_file(self.history_file)
-        except OSError:
-            pass  # no history yet
+    def line_editing(self):
+        """readline with the history file; Tab indents (code is typed here, not file names)."""
+        keep_history = self.interactive and self.history_file is not None
+        if self.interactive:
+            readline.parse_and_bind("tab: tab-insert")
+        if keep_history:
+            readline.set_history_length(1000)
+            with suppress(OSError):  # no history yet
+                readline.read_history_file(self.history_file)
         try:
             yield
         finally:
-            readline.write_history_file(self.history_file)
+            if keep_history:
+                readline.write_history_file(self.history_file)
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> None:
         self.connect()
-        with self.history(), self.live_output():
+        with self.line_editing(), self.live_output():
             while True:
                 try:
                     line = self.read_chunk()
