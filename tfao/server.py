@@ -35,6 +35,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -495,6 +496,11 @@ def run_serve(args) -> int:
     return 0
 
 
+def drain(stream) -> None:
+    for _ in stream:
+        pass
+
+
 class ServerProcess:
     """``tfao serve`` in a child process, for tests and benchmarks: ``url``, ``address``, ``module_id``.
 
@@ -514,6 +520,8 @@ class ServerProcess:
             self.kill()
             raise RuntimeError(f"tfao serve did not start within {startup_timeout} s (exit code {self.process.poll()})")
         self.address, self.url, self.module_id = match.groups()
+        # keep the pipe drained: a full pipe would block the node (and its process hosts) on their next print
+        threading.Thread(target=drain, args=(self.process.stdout,), daemon=True).start()
 
     def __enter__(self) -> "ServerProcess":
         return self
@@ -528,7 +536,6 @@ class ServerProcess:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-        self.process.stdout.close()
 
     def kill(self) -> None:
         self.process.kill()
