@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_server import OWNER, message_item, served  # noqa: F401  (served is a fixture)
+from test_server import message_item, served  # noqa: F401  (served is a fixture)
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 PARAM_NAMES = ["process-id", "from", "to", "sort", "limit", "from-nonce", "to-nonce", "assign", "base-layer",

@@ -49,7 +49,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tfao.graphql import QueryError, run_query
-from tfao.node import Node, NodeError, NotFound, tag_list
+from tfao.node import Node, NodeError, NotFound
 from tfao.store import ScheduledMessage
 from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_encode
 from weavedrive.store import ItemNotFound, StoredItem, read_chunks
