@@ -182,3 +182,29 @@ def test_process_message_is_the_first_evaluated(ao_node, ao_process, wallets):
     first = ao_node.store.message(ao_process.id, 0)
     assert DataItem.parse(first.item).id == ao_process.id
     assert output(ao_process.eval("Owner", wallet=wallets[0])) == wallets[0].address
+
+
+def test_assign_delivers_a_message_to_another_process_once(ao_node, wallets):
+    owner = wallets[0]
+    first = ao_node.spawn(wallet=owner)
+    other = ao_node.spawn(wallet=owner)
+    other.eval("Seen = 0; ao.addAssignable('any', function() return true end); "
+               "Handlers.add('Note', function() Seen = Seen + 1 end)", wallet=owner)
+    note = first.message("Note", wallet=owner)
+    first.result(note)
+    assignment = ao_node.assign(other.id, note)
+    assert ao_node.assign(other.id, note) == assignment
+    assert output(other.result(note)) is not None
+    assert output(other.eval("Seen", wallet=owner)) == "1"
+
+
+def test_cron_messages_follow_the_interval(ao_node, wallets):
+    owner = wallets[0]
+    p = ao_node.spawn(wallet=owner, tags={"Cron-Interval": "1-second", "Cron-Tag-Action": "Tick"})
+    p.eval("Ticks = 0; Handlers.add('Tick', function() Ticks = Ticks + 1 end)", wallet=owner)
+    ao_node.monitor(p.id)
+    time.sleep(3.5)
+    ao_node.monitor(p.id, enabled=False)
+    assert int(output(p.eval("Ticks", wallet=owner))) >= 2
+    with pytest.raises(Exception, match="Cron-Interval"):
+        ao_node.monitor(ao_node.spawn(wallet=owner).id)

@@ -261,7 +261,8 @@ def test_weavedrive_gateway_client_fetches_from_the_node(served, tmp_path):
     assert fetched.id == item.id and elsewhere.read_data(item.id) == data
 
 
-def test_monitor_is_recorded(served, pid):
+def test_monitor_is_recorded(served):
+    pid = served.spawn(name="cron", tags=[("Cron-Interval", "1-hour")])
     item = sign_data_item(OWNER, b" ", target=pid, tags=[("Content-Type", "text/plain"), ("SDK", "aoconnect")])
     assert served.http.post(f"/monitor/{pid}", content=item.to_bytes()).json()["ok"] is True
     assert served.node.store.setting(f"monitor:{pid}") == "on"
@@ -269,6 +270,9 @@ def test_monitor_is_recorded(served, pid):
     assert served.node.store.setting(f"monitor:{pid}") == "off"
     other = served.spawn(name="other")
     assert served.http.post(f"/monitor/{other}", content=item.to_bytes()).status_code == 400
+    no_interval = sign_data_item(OWNER, b" ", target=other, tags=[("SDK", "aoconnect")])
+    refused = served.http.post(f"/monitor/{other}", content=no_interval.to_bytes())
+    assert refused.status_code == 400 and "Cron-Interval" in refused.json()["error"]
 
 
 @pytest.mark.parametrize("make_body, status, says", [
@@ -312,7 +316,7 @@ def test_an_oversized_body_without_length_is_cut_at_the_limit(served):
     ("GET", "/results/{pid}", {"from": "not-a-cursor"}, None, 400),
     ("GET", "/results/" + "D" * 43, {}, None, 404),
     ("GET", "/state/{pid}", {}, None, 501),
-    ("POST", "/", {"process-id": "{pid}", "assign": "E" * 43}, None, 501),
+    ("POST", "/", {"process-id": "{pid}", "assign": "E" * 43}, None, 404),
     ("GET", "/" + "F" * 43, {}, None, 404),
     ("GET", "/not-an-id", {}, None, 400),
     ("GET", "/block/height/x", {}, None, 400),

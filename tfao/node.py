@@ -31,6 +31,9 @@ VARIANT = "ao.TN.1"
 # tags the messenger rewrites when it pushes an outbox message (section 1.6 of the protocol notes)
 PUSH_DROPPED_TAGS = {"Data-Protocol", "Type", "From-Process", "From-Module", "Assignments"}
 REPLAY_BATCH = 500
+CRON_TICK = 1.0  # seconds between checks for due cron messages
+CRON_UNITS_MS = {"millisecond": 1, "second": 1000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_000,
+                 "week": 604_800_000, "month": 2_592_000_000, "year": 31_536_000_000}
 
 Tags = Sequence[tuple[str, str]]
 
@@ -61,6 +64,15 @@ def tag_list(tags) -> list[tuple[str, str]]:
 
 def first_tag(tags: Tags, name: str, default: str | None = None) -> str | None:
     return next((value for tag_name, value in tags if tag_name == name), default)
+
+
+def cron_interval_ms(value: str | None) -> int:
+    """A ``Cron-Interval`` tag as aos writes it ("10-minutes", "1-hour") in milliseconds."""
+    amount, _, unit = (value or "").strip().partition("-")
+    unit = unit.lower().removesuffix("s")
+    if not amount.isdigit() or int(amount) == 0 or unit not in CRON_UNITS_MS:
+        raise NodeError(f"Cron-Interval {value!r}: expected <count>-<unit> with unit one of {', '.join(CRON_UNITS_MS)}")
+    return int(amount) * CRON_UNITS_MS[unit]
 
 
 def encode_cursor(timestamp: int, nonce: int, sort: str) -> str:
@@ -99,6 +111,7 @@ class Node:
         self.changed = threading.Condition()
         self.closing = False
         self.module_id = self._default_module()
+        threading.Thread(target=self._cron_loop, daemon=True, name="cron").start()
         for record in self.store.processes():
             if self.store.message(record["id"], self.store.evaluated_upto(record["id"]) + 1) is not None:
                 self._host(record["id"])  # evaluate what was acknowledged before a crash
@@ -161,6 +174,8 @@ class Node:
             if pid is None or not self.store.has_process(pid):
                 raise NotFound(f"process {pid} not found on this node")
             with self.store.transaction() as conn:
+                if self.store.find_message(item.id, pid) is not None:
+                    return item  # a resubmission: acknowledged again, scheduled once
                 self._record(item)
                 self._schedule(conn, pid, item)
             self._host(pid)
@@ -233,6 +248,61 @@ class Node:
                               tags=_ao_tags(tag_list(tags), data, [
                                   ("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message")]))
         return self.submit(item).id
+
+    def assign(self, pid: str, message_id: str) -> str:
+        """Schedule a message this node holds on another local process (aoconnect's ``assign``).
+
+        Returns the assignment id; assigning a message to the same process again changes nothing."""
+        if not self.store.has_process(pid):
+            raise NotFound(f"process {pid} not found on this node")
+        if not self.weave.has(message_id):
+            raise NotFound(f"message {message_id} is not on this node")
+        item = DataItem.parse(self.weave.raw_item_bytes(message_id))
+        with self.store.transaction() as conn:
+            scheduled = self.store.find_message(message_id, pid) or self._schedule(conn, pid, item)
+        self._host(pid)
+        self._wake()
+        return scheduled.assignment_id
+
+    def monitor(self, pid: str, enabled: bool = True) -> None:
+        """Start (or stop) the cron messages of a process with a ``Cron-Interval`` tag."""
+        if not self.store.has_process(pid):
+            raise NotFound(f"process {pid} not found on this node")
+        interval = DataItem.parse(self.store.message(pid, 0).item).tag("Cron-Interval")
+        if enabled:
+            cron_interval_ms(interval)  # refuses a missing or malformed interval
+        self.store.set_setting(f"monitor:{pid}", "on" if enabled else "off")
+        self._wake()
+
+    def _cron_loop(self) -> None:
+        """Once a second, schedule the cron message of each monitored process whose interval has passed."""
+        while True:
+            with self.changed:
+                if self.closing:
+                    return
+                self.changed.wait(CRON_TICK)
+            for record in self.store.processes():
+                if self.store.setting(f"monitor:{record['id']}") == "on":
+                    self._cron_tick(record["id"])
+
+    def _cron_tick(self, pid: str) -> None:
+        process_item = DataItem.parse(self.store.message(pid, 0).item)
+        interval = cron_interval_ms(process_item.tag("Cron-Interval"))
+        now = int(time.time() * 1000)
+        last = int(self.store.setting(f"cron-last:{pid}") or self.store.message(pid, 0).timestamp)
+        if now - last < interval:
+            return
+        tags = [(name.removeprefix("Cron-Tag-"), value) for name, value in process_item.tags
+                if name.startswith("Cron-Tag-")]
+        item = sign_data_item(self.wallet, b" ", target=pid, tags=tags + [
+            ("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message"), ("Cron", "true")])
+        self._record(item)
+        with self.store.transaction() as conn:
+            self._schedule(conn, pid, item)
+            conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
+                         (f"cron-last:{pid}", str(last + interval * ((now - last) // interval))))
+        self._host(pid)
+        self._wake()
 
     def process(self, pid: str) -> "ProcessHandle":
         if not self.store.has_process(pid):

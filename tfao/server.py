@@ -3,7 +3,7 @@
 One port answers as the messenger (MU), the scheduler (SU), the compute unit (CU) and the gateway:
 
 =========  ===================================================================================
-MU         ``POST /`` (signed data item → 202), ``POST /?process-id=&assign=`` (501 for now),
+MU         ``POST /`` (signed data item → 202), ``POST /?process-id=&assign=`` (assignment),
            ``POST``/``DELETE /monitor/PID``
 CU         ``GET /result/ID?process-id=`` (waits until evaluated), ``GET /results/PID``,
            ``POST /dry-run?process-id=[&to=ID]``, ``GET /state/PID`` (501), ``GET /``
@@ -222,21 +222,15 @@ class NodeServer:
     # ---------------------------------------------------------------- messenger
     async def post_root(self, request: Request) -> Response:
         if "assign" in request.query_params or "process-id" in request.query_params:
-            return error_response(501, "assignments (POST /?process-id=&assign=) are not supported by this node yet")
+            pid = required_process_id(request)
+            message_id = checked_id(request.query_params.get("assign", ""), "assign")
+            assignment = await self.blocking(self.node.assign, pid, message_id)
+            return JSONResponse({"message": "Processing Assignment", "id": assignment}, status_code=202)
         raw = await self.body(request)
         if not raw:
             raise HTTPError(400, "empty body: expected a signed ANS-104 data item")
-        item = await self.blocking(self.submit, raw)
+        item = await self.blocking(self.node.submit, raw)
         return JSONResponse({"message": "Processing DataItem", "id": item.id}, status_code=202)
-
-    def submit(self, raw: bytes) -> DataItem:
-        """Schedule a signed item; one already scheduled is acknowledged again, not scheduled twice."""
-        item = DataItem.parse(raw)
-        if not item.verify():
-            raise InvalidDataItem(f"data item {item.id}: signature does not verify")
-        if self.node.store.find_message(item.id, item.target_id or item.id) is not None:
-            return item
-        return self.node.submit(item)
 
     async def monitor(self, request: Request) -> Response:
         """Cron subscription (aoconnect's monitor/unmonitor): verified, recorded per process."""
@@ -248,7 +242,7 @@ class NodeServer:
             raise HTTPError(400, f"the monitor item targets {item.target_id}, not {pid}")
         await self.known_process(pid)
         enabled = request.method == "POST"
-        await self.blocking(self.node.store.set_setting, f"monitor:{pid}", "on" if enabled else "off")
+        await self.blocking(self.node.monitor, pid, enabled)
         return JSONResponse({"ok": True, "id": item.id, "monitored": enabled})
 
     # ---------------------------------------------------------------- compute unit
