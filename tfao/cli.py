@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tfao import server
 from tfao.client import ClientError, RemoteNode, dryrun_body
+from tfao.demo import run_demo
 from tfao.node import Node, NodeError, decode_cursor
 from tfao.repl import GRAY, RED, RESET, Terminal, outgoing_text, output_text, result_text, strip_ansi
 from weavedrive import cli as weave_cli
@@ -198,7 +199,7 @@ def find_or_spawn(node, name: str, timeout: float | None) -> str:
 # --------------------------------------------------------------------------------------- demo
 
 
-def run_demo(node, write=print) -> None:
+def walk_through(node, write=print) -> None:
     """Walk through a process's life on ``node``, saying what happens in plain words."""
     write("Spawning an aos process on a local AO node...")
     pid, _ = spawn_process(node, name="demo", timeout=60)
@@ -219,8 +220,9 @@ def run_demo(node, write=print) -> None:
 
 def cmd_demo(args) -> int:
     with (Node(home_of(args)) if args.persist else Node()) as node:
-        run_demo(node)
-    return 0
+        walk_through(node)
+        result = run_demo(node)
+    return 1 if "Error" in result else 0
 
 
 # --------------------------------------------------------------------------------------- parser
@@ -308,7 +310,7 @@ def run(handler, args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None) or getattr(args, "func", None)
+    handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
         return 1

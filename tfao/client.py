@@ -18,7 +18,7 @@ import time
 
 import httpx
 
-from tfao.node import MODULE_FORMAT, VARIANT, _ao_tags, _data_or_space, first_tag, tag_list
+from tfao.node import MODULE_FORMAT, VARIANT, ao_tags, data_or_space, first_tag, tag_list
 from weavedrive.ans104 import sign_data_item
 from weavedrive.wallet import Wallet
 
@@ -99,7 +99,7 @@ class RemoteNode:
     def spawn(self, *, module: str | None = None, tags=None, data: str | bytes = "", name: str | None = None) -> str:
         """Sign and post a process as aoconnect's spawn does; returns the process id."""
         user_tags = tag_list(tags) + ([("Name", name)] if name is not None else [])
-        item = sign_data_item(self.wallet, _data_or_space(data), tags=_ao_tags(user_tags, data, [
+        item = sign_data_item(self.wallet, data_or_space(data), tags=ao_tags(user_tags, data, [
             ("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Process"),
             ("Module", module or self.default_module()), ("Scheduler", self.scheduler()),
         ]))
@@ -107,7 +107,7 @@ class RemoteNode:
 
     def message(self, process: str, *, data: str | bytes = "", tags=None) -> str:
         """Sign and post a message as aoconnect's message does; returns its id."""
-        item = sign_data_item(self.wallet, _data_or_space(data), target=process, tags=_ao_tags(
+        item = sign_data_item(self.wallet, data_or_space(data), target=process, tags=ao_tags(
             tag_list(tags), data, [("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message")]))
         return self.submit(item)
 

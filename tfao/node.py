@@ -234,7 +234,7 @@ class Node:
             user_tags.append(("Name", name))
         if first_tag(user_tags, "Authority") is None:
             user_tags.append(("Authority", self.address))  # so the process trusts what this node pushes
-        item = sign_data_item(wallet or self.wallet, _data_or_space(data), tags=_ao_tags(user_tags, data, [
+        item = sign_data_item(wallet or self.wallet, data_or_space(data), tags=ao_tags(user_tags, data, [
             ("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Process"),
             ("Module", module or self.module_id), ("Scheduler", self.address),
         ]))
@@ -244,8 +244,8 @@ class Node:
     def message(self, process: str, *, data: str | bytes = "", tags=None, wallet: Wallet | None = None,
                 anchor: bytes | None = None) -> str:
         """Sign and submit a message as aoconnect's message would; returns its id."""
-        item = sign_data_item(wallet or self.wallet, _data_or_space(data), target=process, anchor=anchor,
-                              tags=_ao_tags(tag_list(tags), data, [
+        item = sign_data_item(wallet or self.wallet, data_or_space(data), target=process, anchor=anchor,
+                              tags=ao_tags(tag_list(tags), data, [
                                   ("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message")]))
         return self.submit(item).id
 
@@ -386,7 +386,7 @@ class Node:
             tags = [(t["name"], t["value"]) for t in out.get("Tags", []) if t["name"] not in PUSH_DROPPED_TAGS]
             tags += [("Data-Protocol", "ao"), ("Type", "Message"), ("From-Process", pid),
                      ("From-Module", module_id), ("Pushed-For", scheduled.id)]
-            item = sign_data_item(self.wallet, _data_or_space(out.get("Data") or ""), target=target,
+            item = sign_data_item(self.wallet, data_or_space(out.get("Data") or ""), target=target,
                                   anchor=_anchor(out.get("Anchor")), tags=tags)
             self._record(item)
             self._schedule(conn, target, item)
@@ -395,7 +395,7 @@ class Node:
             tags = [(t["name"], t["value"]) for t in spawn.get("Tags", [])]
             if first_tag(tags, "Scheduler") is None:
                 tags.append(("Scheduler", self.address))
-            item = sign_data_item(self.wallet, _data_or_space(spawn.get("Data") or ""),
+            item = sign_data_item(self.wallet, data_or_space(spawn.get("Data") or ""),
                                   anchor=_anchor(spawn.get("Anchor")), tags=tags)
             self._create_process(item, conn)
             spawned = [("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message"), ("Action", "Spawned"),
@@ -538,12 +538,12 @@ def _tag_objects(tags: Iterable[tuple[str, str]]) -> list[dict]:
     return [{"name": name, "value": value} for name, value in tags]
 
 
-def _data_or_space(data: str | bytes) -> bytes:
+def data_or_space(data: str | bytes) -> bytes:
     data = data.encode() if isinstance(data, str) else bytes(data)
     return data or b" "
 
 
-def _ao_tags(user_tags: list, data, protocol_tags: list) -> list:
+def ao_tags(user_tags: list, data, protocol_tags: list) -> list:
     """aoconnect's tag order: caller tags, Content-Type (no data), SDK, then the protocol tags."""
     extra = [("Content-Type", "text/plain")] if not data else []
     return [t for t in user_tags if t[0] not in ("Variant", "Type")] + extra + [("SDK", "tfao")] + protocol_tags

@@ -26,6 +26,7 @@ TCP_NODELAY (see ``bind``), so the header and body writes of a response leave at
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import logging
@@ -474,14 +475,16 @@ def register(subparsers) -> None:
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to bind (default {DEFAULT_HOST}; anything else only when given here)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)")
-    parser.add_argument("--home", type=Path, default=None, help="node home folder (default $TFAO_HOME or ~/.tfao)")
+    # SUPPRESS: a --home given before the command is not overwritten by this one's default
+    parser.add_argument("--home", type=Path, default=argparse.SUPPRESS,
+                        help="node home folder (default $TFAO_HOME or ~/.tfao)")
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY,
                         help=f"largest request body accepted, in bytes (default {DEFAULT_MAX_BODY})")
-    parser.set_defaults(func=run_serve)
+    parser.set_defaults(handler=run_serve)
 
 
 def run_serve(args) -> int:
-    with Node(args.home or home_dir()) as node:
+    with Node(getattr(args, "home", None) or home_dir()) as node:
         def announce(url: str) -> None:
             print(f"tfao node {node.address} listening on {url} (module {node.module_id}, home {node.home})",
                   flush=True)
