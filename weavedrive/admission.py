@@ -55,7 +55,7 @@ def attest(store: WeaveStore, signer: Signer, id: str) -> StoredItem:
 
 def attest_with_files(store: WeaveStore, signer: Signer, id: str) -> list[StoredItem]:
     """Attest ``id`` and, when it is a model manifest, every file it names (one call admits a model)."""
-    manifest = manifest_of(store.data_blob(id))
+    manifest = manifest_of(store.data_blob(id)) if store.has(id) else None
     ids = [id] + ([entry["id"] for entry in manifest["files"]] if manifest else [])
     return [attest(store, signer, i) for i in ids]
 
