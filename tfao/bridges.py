@@ -66,9 +66,6 @@ class ProcessContext:
     def block_height(self) -> int:
         return int(self.message.get("Block-Height") or 0)
 
-    def timestamp(self) -> int:
-        return int(self.message.get("Timestamp") or 0)
-
     def blob(self, value) -> Blob:
         return to_blob(value, self._resolve_id)
 

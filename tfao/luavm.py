@@ -234,12 +234,6 @@ class LuaVM:
         self._meter[b"budget"] = instructions if instructions is not None else 2**63 - 1
         self._rearm()
 
-    def instructions_used(self) -> int:
-        return self._meter[b"used"]
-
-    def memory_used(self) -> int | None:
-        return self.lua.get_memory_used()
-
 
 def to_python(value: Any, depth: int = 0) -> Any:
     """Lua value -> plain Python: sequence tables -> list, other tables -> dict with str keys."""
