@@ -137,3 +137,38 @@ def test_commands_against_a_served_node(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+DASH_ID = "-AYq" + "x" * 39  # about one id in 64 starts with "-": argparse must not take it for an option
+
+
+@pytest.mark.parametrize("argv, attribute", [
+    (["send", "--process", DASH_ID, "--action", "Ping"], "process"),
+    (["eval", "--process", DASH_ID, "return 1"], "process"),
+    (["eval", "return 1", "--process", DASH_ID], "process"),
+    (["results", DASH_ID], "process"),
+    (["results", DASH_ID, "--limit", "3"], "process"),
+    (["repl", DASH_ID], "process"),
+    (["spawn", "--module", DASH_ID], "module"),
+    (["spawn", "--scheduler", DASH_ID, "--url", "http://127.0.0.1:1"], "scheduler"),
+    (["spawn", "--data", DASH_ID], "data"),
+    (["weave", "get", DASH_ID], "id"),
+    (["weave", "get", "-o", "out.bin", DASH_ID], "id"),
+    (["weave", "attest", DASH_ID], "id"),
+    (["weave", "avail", DASH_ID, "B" * 43, DASH_ID], "ids"),
+    (["weave", "verify", DASH_ID], "ids"),
+])
+def test_ids_that_start_with_a_dash_are_read_in_any_position(argv, attribute):
+    from tfao.cli import build_parser
+    from weavedrive.cli import parse_args
+
+    value = getattr(parse_args(build_parser(), argv), attribute)
+    assert value == DASH_ID or (isinstance(value, list) and DASH_ID in value and " " + DASH_ID not in value)
+
+
+def test_a_dash_id_reaches_the_command(home):
+    done = tfao(home, "results", DASH_ID, check=False)
+    assert done.returncode == 1 and "expected one argument" not in done.stderr
+    assert "error:" in done.stderr and DASH_ID in done.stderr
+    done = tfao(home, "weave", "get", DASH_ID, check=False)
+    assert done.returncode == 1 and "error:" in done.stderr and "usage" not in done.stderr

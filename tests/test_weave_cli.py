@@ -75,6 +75,6 @@ def test_runs_as_a_program(home):
     result = subprocess.run([sys.executable, "-m", "weavedrive.cli", "weave", "ls", "--home", str(home)],
                             capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout == ""
-    result = subprocess.run([sys.executable, "-m", "weavedrive.cli", "weave", "attest", "x", "--home", str(home),
+    result = subprocess.run([sys.executable, "-m", "weavedrive.cli", "weave", "attest", "A" * 43, "--home", str(home),
                              "--wallet", str(home / "nope.json")], capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.startswith("error: ")

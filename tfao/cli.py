@@ -20,6 +20,7 @@ from tfao.demo import run_demo
 from tfao.node import Node, NodeError, decode_cursor
 from tfao.repl import GRAY, RED, RESET, Terminal, outgoing_text, output_text, result_text, strip_ansi
 from weavedrive import cli as weave_cli
+from weavedrive.cli import arweave_id
 from weavedrive.ans104 import InvalidDataItem
 from weavedrive.wallet import default_wallet, home_dir
 
@@ -243,7 +244,7 @@ def remote_options() -> argparse.ArgumentParser:
     group.add_argument("--mu-url", help="messenger unit URL (default: --url)")
     group.add_argument("--cu-url", help="compute unit URL (default: --url)")
     group.add_argument("--gateway-url", help="gateway URL for GraphQL (default: --url)")
-    group.add_argument("--scheduler", help="scheduler address for new processes (default: the unit's own)")
+    group.add_argument("--scheduler", type=arweave_id, help="scheduler address for new processes (default: the unit's own)")
     group.add_argument("--timeout", type=float, default=300, help="seconds to wait for a result (default 300)")
     return parent
 
@@ -264,22 +265,22 @@ def build_parser() -> argparse.ArgumentParser:
     spawn = command("spawn", cmd_spawn, "spawn an aos process; prints its id")
     spawn.add_argument("--name", help="the process's Name tag")
     spawn.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE", help="add a tag (repeatable)")
-    spawn.add_argument("--module", help="module id (default: the node's tfao module)")
+    spawn.add_argument("--module", type=arweave_id, help="module id (default: the node's tfao module)")
     spawn.add_argument("--data", help="the process item's data (e.g. code run by On-Boot=Data)")
 
     send = command("send", cmd_send, "send a message; prints its id and the process's output")
-    send.add_argument("--process", required=True, metavar="PID")
+    send.add_argument("--process", required=True, type=arweave_id, metavar="PID")
     send.add_argument("--action", required=True, help="the Action tag")
     send.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE", help="add a tag (repeatable)")
     send.add_argument("--data", help="message data")
 
     evaluate = command("eval", cmd_eval, "evaluate Lua in a process (an Eval message) and print the output")
-    evaluate.add_argument("--process", required=True, metavar="PID")
+    evaluate.add_argument("--process", required=True, type=arweave_id, metavar="PID")
     evaluate.add_argument("code", metavar="CODE_OR_FILE", help="Lua code, or a file holding it")
     evaluate.add_argument("--dry-run", action="store_true", help="evaluate against the latest state, change nothing")
 
     results = command("results", cmd_results, "print a process's results, one block per message")
-    results.add_argument("process", metavar="PID")
+    results.add_argument("process", type=arweave_id, metavar="PID")
     results.add_argument("--limit", type=int, default=25, help="how many (default 25)")
     results.add_argument("--sort", choices=["ASC", "DESC", "asc", "desc"], default="ASC")
     results.add_argument("--from", dest="from_", metavar="CURSOR", help="start after this cursor")
@@ -287,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("ps", cmd_ps, "list the processes of the local node", parents=())
 
     repl = command("repl", cmd_repl, "an aos-like terminal on a process")
-    repl.add_argument("process", nargs="?", metavar="PID", help="the process (default: find or spawn by --name)")
+    repl.add_argument("process", nargs="?", type=arweave_id, metavar="PID", help="the process (default: find or spawn by --name)")
     repl.add_argument("--name", help=f"find this wallet's process by name, or spawn it (default {DEFAULT_PROCESS_NAME!r})")
     repl.add_argument("--poll", type=float, default=2.0, help="seconds between checks for incoming messages")
 
@@ -309,7 +310,7 @@ def run(handler, args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = weave_cli.parse_args(parser, argv)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

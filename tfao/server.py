@@ -52,7 +52,7 @@ from starlette.routing import Route
 from tfao.graphql import QueryError, run_query
 from tfao.node import Node, NodeError, NotFound
 from tfao.store import ScheduledMessage
-from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_encode
+from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_encode, is_id
 from weavedrive.store import ItemNotFound, StoredItem, read_chunks
 from weavedrive.wallet import home_dir
 
@@ -66,7 +66,6 @@ SCHEDULER_PAGE = 100
 MAX_SCHEDULER_PAGE = 5000
 MAX_RESULTS_PAGE = 1000
 SCHEDULER_PARAMS = {"process-id", "from", "to", "limit", "from-nonce", "to-nonce"}
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 RANGE_PATTERN = re.compile(r"^bytes=(\d*)-(\d*)$")
 DRYRUN_STRING_FIELDS = ("Id", "Owner", "Target", "Anchor", "Data", "From", "Signature")
 
@@ -89,7 +88,7 @@ def now_ms() -> int:
 
 # ---------------------------------------------------------------------------------------------- parameters
 def checked_id(value: str, what: str = "id") -> str:
-    if not ID_PATTERN.match(value):
+    if not is_id(value):
         raise HTTPError(400, f"{what} {value[:64]!r} is not a 43-character base64url id")
     return value
 

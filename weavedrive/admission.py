@@ -30,18 +30,16 @@ the same query goes to the gateway's GraphQL (useful when block heights are real
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .ans104 import Signer
+from .ans104 import Signer, is_id
 from .manifest import manifest_of
 from .store import StoredItem, WeaveStore
 
 MODES = {"Assignments": "Assignments", "Assigned": "Assignments", "Individual": "Individual", "Library": "Library"}
 TEST_MODE = "Test"
 MAX_LIBRARY_BODY = 4 * 1024 * 1024
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 
 ATTESTATION_TAGS = [("Data-Protocol", "ao"), ("Type", "Attestation")]
@@ -117,7 +115,7 @@ class Admission:
         self._admitted.add((id, block_height))
 
     def _check(self, id: str, block_height: int) -> None:
-        if not ID_RE.match(id):
+        if not is_id(id):
             raise NotAdmitted(f"HALT: FILE NOT FOUND: {id!r} is not a 43-character id")
         if self.mode() == TEST_MODE or id == _tag(self.process, "On-Boot"):
             return
@@ -171,4 +169,4 @@ def library_ids(body: bytes) -> set[str]:
         listed = body.decode("utf-8", "replace").split()
     if not isinstance(listed, list):
         return set()
-    return {entry for entry in listed if isinstance(entry, str) and ID_RE.match(entry)}
+    return {entry for entry in listed if isinstance(entry, str) and is_id(entry)}

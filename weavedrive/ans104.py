@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,14 @@ MAX_TAG_VALUE_BYTES = 3072
 # arbundles' verify rejects items whose Avro tag block is larger than this.
 MAX_TAG_BYTES = 4096
 ID_BYTES = 32
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def is_id(value: object) -> bool:
+    """Whether ``value`` is spelled as an Arweave id: 43 base64url characters (str or bytes)."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("latin-1")
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
 _LONGEST_KEYS = max(sig + owner for sig, owner in SIGNATURE_TYPES.values())
 # Enough bytes to hold any valid header: read this much of a file before calling parse_header.
 MAX_HEADER_SIZE = 2 + _LONGEST_KEYS + 2 * (1 + ID_BYTES) + 16 + MAX_TAG_BYTES

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-ID_PATTERN = re.compile(rb"^[A-Za-z0-9_-]{43}$")
+from .ans104 import is_id
+
 BASE64_PATTERN = re.compile(rb"^[A-Za-z0-9+/=\s]+$")
 
 
@@ -60,7 +61,7 @@ def to_blob(value, resolve_id: Callable[[str], Blob] | None = None) -> Blob:
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected bytes, base64 text, a weave id or a reference, got {type(value).__name__}")
     value = bytes(value)
-    if resolve_id is not None and ID_PATTERN.match(value):
+    if resolve_id is not None and is_id(value):
         return resolve_id(value.decode("ascii"))
     if len(value) >= 4 and BASE64_PATTERN.match(value):
         try:

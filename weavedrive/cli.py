@@ -12,11 +12,37 @@ import sys
 from pathlib import Path
 
 from .admission import attest_with_files, make_available
-from .ans104 import InvalidDataItem
+from .ans104 import InvalidDataItem, is_id
 from .gateway import Gateway, GatewayError
 from .manifest import ManifestError, import_model
 from .store import WeaveError, WeaveStore
 from .wallet import Wallet, default_wallet, home_dir
+
+
+# argparse takes any word that starts with "-" for an option, and about one id in 64 does; such an id
+# is marked with a leading space (which no option has) and the mark is removed when the id is read.
+ID_MARK = " "
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, reading an id that starts with "-" as a value wherever it stands."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args([ID_MARK + word if word.startswith("-") and is_id(word) else word for word in argv])
+    for name, value in vars(args).items():  # values that are not typed as ids (e.g. --data) lose the mark too
+        if isinstance(value, str):
+            setattr(args, name, value.removeprefix(ID_MARK) if is_id(value.removeprefix(ID_MARK)) else value)
+        elif isinstance(value, list):
+            setattr(args, name, [v.removeprefix(ID_MARK) if isinstance(v, str) and is_id(v.removeprefix(ID_MARK))
+                                 else v for v in value])
+    return args
+
+
+def arweave_id(text: str) -> str:
+    """argparse type of an id argument: a 43-character base64url id, any leading mark removed."""
+    text = text.removeprefix(ID_MARK)
+    if not is_id(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a 43-character base64url id")
+    return text
 
 
 def register(subparsers) -> None:
@@ -48,20 +74,20 @@ def register(subparsers) -> None:
     imp.add_argument("--name", help="model name (default: the matching pinned model, else the folder name)")
 
     get = command("get", get_item, "write an item's data to a file or stdout")
-    get.add_argument("id", metavar="ID")
+    get.add_argument("id", type=arweave_id, metavar="ID")
     get.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     get.add_argument("--gateway", help="comma-separated gateway URLs to fetch from when the item is not local")
 
     command("ls", list_items, "list stored items (newest first)")
 
     attest = signed(command("attest", attest_item, "sign an Attestation for an id (for a model manifest: also for each of its files)"))
-    attest.add_argument("id", metavar="ID")
+    attest.add_argument("id", type=arweave_id, metavar="ID")
 
     avail = signed(command("avail", make_available_item, "sign an Available item naming ids (WeaveDrive Individual mode)"))
-    avail.add_argument("ids", nargs="+", metavar="ID")
+    avail.add_argument("ids", nargs="+", type=arweave_id, metavar="ID")
 
     verify = command("verify", verify_items, "re-hash stored data and re-check signatures")
-    verify.add_argument("ids", nargs="*", metavar="ID", help="ids to check (default: all)")
+    verify.add_argument("ids", nargs="*", type=arweave_id, metavar="ID", help="ids to check (default: all)")
 
 
 def _run(handler, args) -> int:
@@ -149,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``weave`` on its own (the ``tfao`` command registers the same parser)."""
     parser = argparse.ArgumentParser(prog="tfao")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     return args.handler(args)
 
 

@@ -22,14 +22,13 @@ from pathlib import Path, PurePosixPath
 
 from .blob import Blob
 
-from .ans104 import Signer
+from .ans104 import Signer, is_id
 from .store import StoredItem, WeaveStore, sha256_file
 
 MANIFEST_TYPE = "Model-Manifest"
 MANIFEST_VERSION = 1
 MAX_MANIFEST_BYTES = 1024 * 1024
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".h5", ".msgpack")
 TOKENIZER_FILES = {
@@ -237,7 +236,7 @@ def parse_manifest(body: bytes) -> dict:
         if path in seen:
             raise ManifestError(f"file {path} listed twice in manifest")
         seen.add(path)
-        if not isinstance(entry.get("id"), str) or not ID_RE.match(entry["id"]):
+        if not isinstance(entry.get("id"), str) or not is_id(entry["id"]):
             raise ManifestError(f"{path}: bad id {entry.get('id')!r}")
         if not isinstance(entry.get("size"), int) or entry["size"] < 0:
             raise ManifestError(f"{path}: bad size {entry.get('size')!r}")
