@@ -19,8 +19,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
-from tfao.models import SentenceEncoder  # noqa: E402
-from tfao.tokenization import encode  # noqa: E402
+from tfao.models.sentence import SentenceEncoder  # noqa: E402
+from tfao.models.tokenization import encode  # noqa: E402
 
 SENTENCE = "the committee will meet again on tuesday to review the annual budget report"  # 14 words -> 16 tokens
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from tfao.server import ServerProcess
+from tfao.http.server import ServerProcess
 from weavedrive.wallet import premade_wallets
 
 NODE_TESTS = Path(__file__).resolve().parent.parent / "tests" / "node"

@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 
-from tfao.node import Node
+from tfao.node.node import Node
 from weavedrive.wallet import premade_wallets
 
 PING = 'Handlers.add("Ping", function(msg) msg.reply({Data = "Pong"}) end)'

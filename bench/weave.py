@@ -93,7 +93,7 @@ def phase_verify(workdir: Path, id: str) -> dict:
 
 def phase_map(workdir: Path, id: str, release: bool) -> dict:
     """Open /data/ID through a process's drive (admission, tamper check) and touch every tensor."""
-    from tfao.weavedrive_bridge import WeaveDrive
+    from tfao.bridges.weavedrive import WeaveDrive
     from weavedrive.store import WeaveStore
 
     store = WeaveStore(workdir / "home")

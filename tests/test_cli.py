@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tfao.node import Node
+from tfao.node.node import Node
 from weavedrive.wallet import premade_wallets
 
 COMMAND_TIMEOUT = 120
@@ -159,7 +159,7 @@ DASH_ID = "-AYq" + "x" * 39  # about one id in 64 starts with "-": argparse must
     (["weave", "verify", DASH_ID], "ids"),
 ])
 def test_ids_that_start_with_a_dash_are_read_in_any_position(argv, attribute):
-    from tfao.cli import build_parser
+    from tfao.cli.main import build_parser
     from weavedrive.cli import parse_args
 
     value = getattr(parse_args(build_parser(), argv), attribute)

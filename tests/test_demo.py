@@ -1,6 +1,6 @@
 """The main job end to end: MiniLM imported by manifest, attested, embedded from Lua in a process."""
 
-from tfao.demo import run_demo
+from tfao.cli.demo import run_demo
 
 
 def test_demo_embeds_and_compares_sentences(ao_node):
@@ -15,7 +15,7 @@ def test_demo_embeds_and_compares_sentences(ao_node):
 
 def test_unattested_model_halts_the_message(ao_node, ao_process, wallets):
     from weavedrive.manifest import import_model
-    from tfao.demo import minilm_folder
+    from tfao.cli.demo import minilm_folder
 
     manifest, _ = import_model(ao_node.weave, minilm_folder(), ao_node.wallet)
     result = ao_process.eval(

@@ -1,4 +1,4 @@
-"""Handlers (lua/handlers.lua, lua/handlers-utils.lua, Utils.matchesSpec) inside a running process."""
+"""Handlers (tfao/sandbox/lua: handlers.lua, handlers-utils.lua, Utils.matchesSpec) inside a running process."""
 
 from __future__ import annotations
 

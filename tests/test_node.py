@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tfao.node import Node, NotFound
+from tfao.node.node import Node, NotFound
 from weavedrive.ans104 import DataItem, InvalidDataItem, sign_data_item
 
 COUNTER = """

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from tfao.repl import ChunkChecker, error_text, output_text, parse_error, prompt_of
+from tfao.cli.repl import ChunkChecker, error_text, output_text, parse_error, prompt_of
 from test_cli import make_home, tfao
 
 WAIT_SECONDS = 60

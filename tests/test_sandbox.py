@@ -9,7 +9,7 @@ import os
 import pytest
 
 from weavedrive.blob import Blob
-from tfao.luavm import LuaError, LuaMemoryError, LuaVM
+from tfao.sandbox.luavm import LuaError, LuaMemoryError, LuaVM
 
 SECRET = "host-secret"
 
@@ -140,7 +140,7 @@ def test_pairs_order_is_the_same_in_every_os_process():
     import sys
 
     code = (
-        "from tfao.luavm import LuaVM; vm = LuaVM(); "
+        "from tfao.sandbox.luavm import LuaVM; vm = LuaVM(); "
         "print(vm.execute(\"local t = {} for i = 1, 200 do t['k' .. i] = i; t[i * 1.5] = i end "
         "t[true] = 1 local out = {} for k in pairs(t) do out[#out + 1] = tostring(k) end "
         "return table.concat(out, ',')\").decode())"

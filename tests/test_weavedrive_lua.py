@@ -5,8 +5,9 @@ import types
 import pytest
 
 from weavedrive.blob import Blob, to_blob
-from tfao.luavm import LuaError, LuaVM
-from tfao.weavedrive_bridge import WeaveDrive, blob_resolver, bridge_functions, manifest_of
+from tfao.bridges.context import bridge_sources
+from tfao.sandbox.luavm import LuaError, LuaVM, bundled_sources
+from tfao.bridges.weavedrive import WeaveDrive, blob_resolver, bridge_functions, manifest_of
 from weavedrive.store import WeaveStore
 from weavedrive.wallet import Ed25519Signer
 
@@ -24,7 +25,7 @@ def make_vm(store, *tags, height=None):
         block_height=lambda: store.current_height() if height is None else height,
         timestamp=lambda: 0,
     )
-    return LuaVM(bridges={"weavedrive": bridge_functions(context)}), context
+    return LuaVM(bridges={"weavedrive": bridge_functions(context)}, sources=bundled_sources() | bridge_sources()), context
 
 
 @pytest.fixture

@@ -1,7 +1,28 @@
-"""Transformers-AO: a Lua-scriptable, deterministic inference runtime for AO processes."""
+"""Transformers-AO: a Lua-scriptable, deterministic inference runtime for AO processes.
 
-from tfao.node import Node, ProcessHandle
-from tfao.pipelines import pipeline
+Top-level names are imported on first use, so ``import tfao`` stays cheap.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["Node", "ProcessHandle", "pipeline"]
+
+_EXPORTS = {
+    "Node": "tfao.node",
+    "ProcessHandle": "tfao.node",
+    "pipeline": "tfao.models.pipelines",
+    "BertModel": "tfao.kernels.bert",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tfao' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from tfao.node import Node
+from tfao.node.node import Node
 from weavedrive.wallet import premade_wallets
 
 

@@ -96,11 +96,8 @@ def folder_library(files: list[str]) -> str:
 
 
 def pinned_manifests_dir() -> Path:
-    """Where the supported models' pins live: the ``weavedrive.models`` package data, else the source tree."""
-    try:
-        return Path(str(importlib.resources.files("weavedrive.models")))
-    except (ModuleNotFoundError, TypeError):
-        return Path(__file__).resolve().parent.parent / "models"
+    """Where the supported models' pins live: the ``weavedrive.pins`` package data."""
+    return Path(str(importlib.resources.files("weavedrive.pins")))
 
 
 def pinned_manifests() -> dict[str, dict]:

@@ -18,9 +18,9 @@ from typing import Callable
 import numpy as np
 from tokenizers import Tokenizer
 
-from .kernels import ops
-from .kernels.bert import BertModel
-from .tokenization import configure, encode, load_tokenizer
+from tfao.kernels import ops
+from tfao.kernels.bert import BertModel
+from tfao.models.tokenization import configure, encode, load_tokenizer
 
 POOLINGS = ("mean", "cls", "max")
 _POOLING_FLAGS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max"}

@@ -64,7 +64,7 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = dict(os.environ, TZ="UTC")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", f"import tfao.host; tfao.host.zygote_main({theirs.fileno()})"],
+            [sys.executable, "-c", f"import tfao.sandbox.host; tfao.sandbox.host.zygote_main({theirs.fileno()})"],
             pass_fds=[theirs.fileno()],
             env=env,
             start_new_session=True,
@@ -168,8 +168,8 @@ def zygote_main(control_fd: int) -> None:
 
     time.tzset()
     # import the runtime once so every holder starts warm
-    import tfao.process  # noqa: F401
-    import tfao.bridges  # noqa: F401
+    import tfao.sandbox.aos  # noqa: F401
+    import tfao.bridges.context  # noqa: F401
 
     control = socket.socket(fileno=control_fd)
     while True:
@@ -221,8 +221,8 @@ class _Holder:
     """Holds the committed state of one process and forks a child for every evaluation."""
 
     def __init__(self, conn: Connection, config: HostConfig):
-        from tfao.bridges import ProcessContext
-        from tfao.process import AosProcess
+        from tfao.bridges.context import ProcessContext
+        from tfao.sandbox.aos import AosProcess
 
         self.conn = conn
         self.write_lock = multiprocessing.Lock()
@@ -231,6 +231,7 @@ class _Holder:
             memory_limit=config.memory_limit,
             compute_limit=config.compute_limit,
             bridges=self.context.bridges(),
+            bridge_sources=self.context.lua_sources(),
         )
 
     def receive(self) -> tuple:

@@ -5,7 +5,7 @@ CLI does: ``Output.data`` (or ``Output.data.output``), errors with their line nu
 process's own ``Prompt()``. A chunk that stops inside an open block continues on the next line.
 Messages other processes send to it are printed as they arrive, by polling its results the way aos
 does. It talks to anything with ``tfao.node.Node``'s client calls: a local ``Node`` or a
-``tfao.client.RemoteNode``.
+``tfao.http.client.RemoteNode``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import lupa.lua53 as lupa
 
-from tfao.client import ClientError, dryrun_body
-from tfao.node import NodeError
+from tfao.http.client import ClientError, dryrun_body
+from tfao.node.node import NodeError
 
 RED, GREEN, BLUE, GRAY, BOLD, RESET = "\x1b[31m", "\x1b[32m", "\x1b[34m", "\x1b[90m", "\x1b[1m", "\x1b[0m"
 ANSI_SEQUENCE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -13,8 +13,14 @@ from pathlib import Path
 from typing import Callable
 
 from weavedrive.blob import Blob, to_blob
-from tfao.weavedrive_bridge import WeaveDrive
+from tfao.bridges.weavedrive import WeaveDrive
 from weavedrive.store import WeaveStore
+from tfao.sandbox.luavm import lua_sources
+
+
+def bridge_sources() -> dict[bytes, bytes]:
+    """The Lua side of the bridged modules (``transformers``, ``weavedrive``): module name -> source."""
+    return lua_sources("tfao.bridges")
 
 
 class InferenceCache:
@@ -72,9 +78,12 @@ class ProcessContext:
     def manifest(self, blob: Blob) -> dict | None:
         return self._manifest_of(blob) if self._manifest_of else None
 
+    def lua_sources(self) -> dict[bytes, bytes]:
+        return bridge_sources()
+
     def bridges(self) -> dict[str, dict[str, Callable]]:
         """The bridged modules, by Lua module name."""
-        from tfao import transformers_bridge, weavedrive_bridge
+        from tfao.bridges import transformers as transformers_bridge, weavedrive as weavedrive_bridge
 
         store = WeaveStore(self.config.home)
         self.drive = WeaveDrive.for_process(

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from tfao.host import HostConfig, Zygote
-from tfao.process import limits_from_tags
-from tfao.store import NodeStore, ScheduledMessage
+from tfao.sandbox.host import HostConfig, Zygote
+from tfao.sandbox.aos import limits_from_tags
+from tfao.node.store import NodeStore, ScheduledMessage
 from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_decode, b64url_encode, sign_data_item
 from weavedrive.store import WeaveStore
 from weavedrive.wallet import Wallet, default_wallet

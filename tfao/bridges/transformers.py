@@ -15,8 +15,8 @@ import json
 import numpy as np
 
 from weavedrive.blob import Blob
-from .kernels import ops
-from .models import POOLINGS, SentenceEncoder, cached_sentence_encoder, pooling_from_config
+from tfao.kernels import ops
+from tfao.models.sentence import POOLINGS, SentenceEncoder, cached_sentence_encoder, pooling_from_config
 
 DEFAULT_PROMPT = ""
 _MANIFEST_PATHS = {

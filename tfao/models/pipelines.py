@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from .models import SentenceEncoder, cached_sentence_encoder
+from tfao.models.sentence import SentenceEncoder, cached_sentence_encoder
 
 
 class FeatureExtractionPipeline:

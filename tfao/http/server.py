@@ -49,9 +49,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tfao.graphql import QueryError, run_query
-from tfao.node import Node, NodeError, NotFound
-from tfao.store import ScheduledMessage
+from tfao.http.graphql import QueryError, run_query
+from tfao.node.node import Node, NodeError, NotFound
+from tfao.node.store import ScheduledMessage
 from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_encode, is_id
 from weavedrive.store import ItemNotFound, StoredItem, read_chunks
 from weavedrive.wallet import home_dir
@@ -69,7 +69,7 @@ SCHEDULER_PARAMS = {"process-id", "from", "to", "limit", "from-nonce", "to-nonce
 RANGE_PATTERN = re.compile(r"^bytes=(\d*)-(\d*)$")
 DRYRUN_STRING_FIELDS = ("Id", "Owner", "Target", "Anchor", "Data", "From", "Signature")
 
-log = logging.getLogger("tfao.server")
+log = logging.getLogger("tfao.http.server")
 
 
 class HTTPError(Exception):

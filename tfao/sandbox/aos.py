@@ -2,7 +2,7 @@
 
 ``AosProcess.handle(msg, env)`` is the compute unit's call into a module (``handle(msgJSON, envJSON)``)
 followed by the CU's merge of the response into a result. It does not roll back: an evaluation that
-ends in ``Error`` may leave the VM changed, so callers evaluate on a copy (see ``tfao.host``).
+ends in ``Error`` may leave the VM changed, so callers evaluate on a copy (see ``tfao.sandbox.host``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import re
 from typing import Callable, Mapping
 
-from tfao.luavm import COMPUTE_LIMIT_MESSAGE, LuaError, LuaMemoryError, LuaVM
+from tfao.sandbox.luavm import COMPUTE_LIMIT_MESSAGE, LuaError, LuaMemoryError, LuaVM, bundled_sources
 
 DEFAULT_MEMORY_LIMIT = 1024**3  # AO's default Memory-Limit, 1 GB
 DEFAULT_COMPUTE_LIMIT = 9_000_000_000_000  # AO's default Compute-Limit
@@ -58,9 +58,11 @@ class AosProcess:
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
         compute_limit: int = DEFAULT_COMPUTE_LIMIT,
         bridges: Mapping[str, Mapping[str, Callable]] | None = None,
+        bridge_sources: Mapping[bytes, bytes] | None = None,
     ):
         self.compute_limit = compute_limit
-        self.vm = LuaVM(memory_limit=memory_limit, bridges=bridges)
+        self.vm = LuaVM(memory_limit=memory_limit, bridges=bridges,
+                        sources=bundled_sources() | dict(bridge_sources or {}))
         self._handle = self.vm.require("loader")
 
     def handle(self, msg: dict, env: dict) -> dict:

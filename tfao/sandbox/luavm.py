@@ -170,14 +170,19 @@ def _deny_attribute(obj, name, is_setting):
     raise AttributeError("host objects have no accessible attributes")
 
 
-def bundled_sources() -> dict[bytes, bytes]:
-    """The Lua modules shipped in ``lua/``: module name -> source."""
-    root = importlib.resources.files("tfao.lua")
+def lua_sources(package: str) -> dict[bytes, bytes]:
+    """The Lua modules in a package's ``lua/`` folder: module name -> source."""
+    root = importlib.resources.files(package) / "lua"
     return {
         entry.name[: -len(".lua")].encode(): entry.read_bytes()
         for entry in root.iterdir()
         if entry.name.endswith(".lua")
     }
+
+
+def bundled_sources() -> dict[bytes, bytes]:
+    """The aos process library shipped with the sandbox."""
+    return lua_sources("tfao.sandbox")
 
 
 class LuaVM:

@@ -14,11 +14,11 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from tfao import server
-from tfao.client import ClientError, RemoteNode, dryrun_body
-from tfao.demo import run_demo
-from tfao.node import Node, NodeError, decode_cursor
-from tfao.repl import GRAY, RED, RESET, Terminal, outgoing_text, output_text, result_text, strip_ansi
+from tfao.http import server
+from tfao.http.client import ClientError, RemoteNode, dryrun_body
+from tfao.cli.demo import run_demo
+from tfao.node.node import Node, NodeError, decode_cursor
+from tfao.cli.repl import GRAY, RED, RESET, Terminal, outgoing_text, output_text, result_text, strip_ansi
 from weavedrive import cli as weave_cli
 from weavedrive.cli import arweave_id
 from weavedrive.ans104 import InvalidDataItem

@@ -1,1 +1,0 @@
-"""The Lua side of Transformers-AO: the aos process library and the bridged modules."""

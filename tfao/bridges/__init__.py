@@ -1,0 +1,1 @@
+"""The host side of the modules a process can ``require``: ``weavedrive`` and ``transformers``."""

@@ -1,0 +1,1 @@
+"""The ``tfao`` command, its aos-like terminal and the demo."""

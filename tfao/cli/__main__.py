@@ -1,0 +1,5 @@
+import sys
+
+from tfao.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The model runtime: model sources, tokenization, the model cache and ``tfao.pipeline``."""
