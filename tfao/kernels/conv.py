@@ -129,3 +129,20 @@ def to_channels_last(x: np.ndarray) -> np.ndarray:
 def to_channels_first(x: np.ndarray) -> np.ndarray:
     """[N, H, W, C] -> [N, C, H, W]."""
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def geglu(x: np.ndarray, mode: str | None = None) -> np.ndarray:
+    """GEGLU's gate: the first half of the last axis times the exact GELU of the second half: [..., 2I] -> [..., I]."""
+    hidden, gate = np.split(x, 2, axis=-1)
+    return hidden * ops.gelu(gate, mode=mode)
+
+
+class GroupNorm:
+    """A GroupNorm layer with its affine parameters; ``silu=True`` applies SiLU after it (ResNet blocks do)."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, groups: int, eps: float):
+        self.weight, self.bias, self.groups, self.eps = weight, bias, groups, eps
+
+    def __call__(self, x: np.ndarray, mode: str | None = None, silu: bool = False) -> np.ndarray:
+        y = group_norm(x, self.groups, self.weight, self.bias, self.eps, mode=mode)
+        return ops.silu(y, mode=mode) if silu else y
