@@ -12,6 +12,10 @@ _EXPORTS = {
     "ProcessHandle": "tfao.node",
     "pipeline": "tfao.models.pipelines",
     "BertModel": "tfao.kernels.bert",
+    "CLIPTextModel": "tfao.kernels.clip",
+    "CLIPTextModelWithProjection": "tfao.kernels.clip",
+    "UNet2DConditionModel": "tfao.kernels.unet",
+    "AutoencoderKL": "tfao.kernels.vae",
 }
 __all__ = sorted(_EXPORTS)
 
