@@ -34,39 +34,20 @@ TINY_CLIP = dict(vocab_size=49408, hidden_size=16, intermediate_size=37, num_hid
                  max_position_embeddings=77, hidden_act="quick_gelu", bos_token_id=0, eos_token_id=2, pad_token_id=1)
 
 
-def ldm_names(diffusers_names, blocks, prefix):
-    """The single-file name that ``blocks`` (the loader's table) reads each diffusers name from."""
-    inverse = {target: (source, {new: old for old, new in inner.items()}) for source, (target, inner) in blocks.items()}
-    names = {}
-    for name in diffusers_names:
-        parts = name.split(".")
-        length = next(n for n in range(len(parts) - 1, 0, -1) if ".".join(parts[:n]) in inverse)
-        source, inner = inverse[".".join(parts[:length])]
-        rest = ".".join(parts[length:])
-        for new, old in sorted(inner.items(), key=lambda item: -len(item[0])):
-            if rest.startswith(new + "."):
-                rest = old + rest[len(new):]
-                break
-        names[prefix + source + "." + rest] = name
-    return names
-
-
 class Named(str):
     """A stand-in tensor that is its own name, so diffusers' converter shows where each name goes."""
     shape, ndim = (1,), 1
 
 
 def single_file_from(unet_state, vae_state, text_state, unet_config, vae_config, dtype=torch.float32):
+    names = SingleFileNames(unet_config, vae_config)
     tensors = {}
-    for state, blocks, prefix in ((unet_state, sd_single_file.unet_blocks(unet_config), "model.diffusion_model."),
-                                  (vae_state, sd_single_file.vae_blocks(vae_config), "first_stage_model.")):
-        for ldm, name in ldm_names(state, blocks, prefix).items():
-            tensor = state[name]
-            if "mid.attn_1." in ldm and tensor.ndim == 2:  # the original VAE stores these as 1x1 convolutions
+    for component, state in (("unet", unet_state), ("vae", vae_state), ("text_encoder", text_state)):
+        for name, tensor in state.items():
+            original = names.original(f"{component}.{name}")
+            if "mid.attn_1." in original and tensor.ndim == 2:  # the original VAE stores these as 1x1 convolutions
                 tensor = tensor[:, :, None, None]
-            tensors[ldm] = tensor.to(dtype).contiguous()
-    for name, tensor in text_state.items():
-        tensors["cond_stage_model.transformer.text_model." + name.removeprefix("text_model.")] = tensor.to(dtype)
+            tensors[original] = tensor.to(dtype).contiguous()
     tensors["alphas_cumprod"] = torch.linspace(1, 0, 1000)  # schedule buffers and EMA entries are ignored
     tensors["model_ema.decay"] = torch.tensor(0.9999)
     return tensors
@@ -176,20 +157,18 @@ def test_every_real_sd15_name_maps_as_diffusers_maps_it():
     unet_names, vae_names, text_names = real_sd15_state_names()
     assert (len(unet_names), len(vae_names)) == (686, 248)
     rename = SingleFileNames(sd_single_file.SD15_UNET_CONFIG, sd_single_file.SD15_VAE_CONFIG)
-    for names, blocks, prefix, convert, config in (
-            (unet_names, sd_single_file.unet_blocks(sd_single_file.SD15_UNET_CONFIG), "model.diffusion_model.",
-             single_file_utils.convert_ldm_unet_checkpoint, sd_single_file.SD15_UNET_CONFIG),
-            (vae_names, sd_single_file.vae_blocks(sd_single_file.SD15_VAE_CONFIG), "first_stage_model.",
-             single_file_utils.convert_ldm_vae_checkpoint, sd_single_file.SD15_VAE_CONFIG)):
-        ours = ldm_names(names, blocks, prefix)  # single-file name -> diffusers name, by the loader's table
-        assert len(ours) == len(names)
+    for names, component, convert, config in (
+            (unet_names, "unet", single_file_utils.convert_ldm_unet_checkpoint, sd_single_file.SD15_UNET_CONFIG),
+            (vae_names, "vae", single_file_utils.convert_ldm_vae_checkpoint, sd_single_file.SD15_VAE_CONFIG)):
+        ours = {rename.original(f"{component}.{name}"): name for name in names}  # single-file name -> diffusers name
+        assert len(ours) == len(names) and None not in ours
         theirs = diffusers_conversion(ours, convert, config)
-        assert theirs == {name: ldm for ldm, name in ours.items()}
-        component = "unet." if prefix.startswith("model") else "vae."
-        assert all(rename(ldm) == component + name for ldm, name in ours.items())
+        assert theirs == {name: ldm for ldm, name in ours.items()}  # diffusers reads each tensor where we do
+        assert all(rename(ldm) == f"{component}.{name}" for ldm, name in ours.items())
     clip_names = ["cond_stage_model.transformer.text_model." + name for name in text_names]
     assert set(single_file_utils.convert_ldm_clip_checkpoint({n: n for n in clip_names})) == {f"text_model.{n}" for n in text_names}
     assert all(rename(name) == "text_encoder.text_model." + text for name, text in zip(clip_names, text_names))
+    assert all(rename.original("text_encoder." + text) == name for name, text in zip(clip_names, text_names))
 
 
 CHILD = """

@@ -120,12 +120,30 @@ def _mapped(name: str, blocks: dict[str, tuple[str, dict]]) -> str | None:
     return ".".join([prefix, *rest])
 
 
+def _inverted(blocks: dict[str, tuple[str, dict]]) -> dict[str, tuple[str, dict]]:
+    return {target: (source, {new: old for old, new in inner.items()}) for source, (target, inner) in blocks.items()}
+
+
 class SingleFileNames:
-    """Maps a single file's tensor names to ``unet.*``, ``vae.*`` and ``text_encoder.*`` diffusers names."""
+    """Maps a single file's tensor names to ``unet.*``, ``vae.*`` and ``text_encoder.*`` diffusers names;
+    ``original`` maps back (to write single files)."""
 
     def __init__(self, unet_config: dict, vae_config: dict):
         self.unet_blocks = unet_blocks(unet_config)
         self.vae_blocks = vae_blocks(vae_config)
+        self._inverse = {"unet": (UNET_PREFIX, _inverted(self.unet_blocks)),
+                         "vae": (VAE_PREFIX, _inverted(self.vae_blocks))}
+
+    def original(self, name: str) -> str | None:
+        """The single-file name of a ``unet.*``, ``vae.*`` or ``text_encoder.*`` diffusers name."""
+        component, _, rest = name.partition(".")
+        if component == "text_encoder":
+            return TEXT_ENCODER_PREFIX + (rest if rest.startswith("text_model.") else "text_model." + rest)
+        if component not in self._inverse:
+            return None
+        prefix, inverse = self._inverse[component]
+        mapped = _mapped(rest, inverse)
+        return mapped and prefix + mapped
 
     def __call__(self, name: str) -> str | None:
         if name.startswith(UNET_PREFIX):
