@@ -129,14 +129,14 @@ def _per_block(value, count: int) -> list:
 
 
 def _check_supported(config: dict) -> None:
-    unsupported = {
+    only_supported = {  # settings this implementation covers only at their default value
         "class_embed_type": None, "addition_embed_type": None, "time_cond_proj_dim": None, "encoder_hid_dim": None,
         "dual_cross_attention": False, "resnet_time_scale_shift": "default", "time_embedding_type": "positional",
         "attention_type": "default", "act_fn": "silu", "time_embedding_act_fn": None, "timestep_post_act": None,
         "mid_block_type": "UNetMidBlock2DCrossAttn", "conv_in_kernel": 3, "conv_out_kernel": 3,
         "cross_attention_norm": None, "resnet_skip_time_act": False,
     }
-    for key, supported in unsupported.items():
+    for key, supported in only_supported.items():
         if config.get(key, supported) != supported:
             raise ValueError(f"unsupported UNet setting {key}={config[key]!r}")
     if any(_per_block(config.get("only_cross_attention", False), 1)):
