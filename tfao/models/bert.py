@@ -108,8 +108,9 @@ class SentenceEncoder:
     def __init__(self, model: bert_kernel.BertModel, tokenizer: Tokenizer, settings: SentenceSettings = SentenceSettings()):
         self.model = model
         self.settings = settings
-        self._tokenizer = tokenizer
         self._tokenizers: dict[int, Tokenizer] = {}
+        self._tokenizer_json = tokenizer.to_str()
+        self.tokenizer = self.tokenizer_for(settings.max_seq_length)
 
     @classmethod
     def from_source(cls, source: ModelSource, prepared: ops.PreparedStore | None = None) -> "SentenceEncoder":
@@ -130,11 +131,11 @@ class SentenceEncoder:
         """This encoder's settings with some replaced (None: keep)."""
         return replace(self.settings, **{k: v for k, v in changes.items() if v is not None})
 
-    def tokenizer(self, max_seq_length: int | None) -> Tokenizer:
+    def tokenizer_for(self, max_seq_length: int | None) -> Tokenizer:
         """The tokenizer truncating to ``max_seq_length`` (capped by the model's positions)."""
         limit = self.model.max_positions if max_seq_length is None else min(max_seq_length, self.model.max_positions)
         if limit not in self._tokenizers:
-            self._tokenizers[limit] = configure(Tokenizer.from_str(self._tokenizer.to_str()), limit)
+            self._tokenizers[limit] = configure(Tokenizer.from_str(self._tokenizer_json), limit)
         return self._tokenizers[limit]
 
     def _encode_batch(self, tokenizer: Tokenizer, texts: list[str], settings: SentenceSettings, mode: str) -> np.ndarray:
@@ -152,7 +153,7 @@ class SentenceEncoder:
         """Embeddings [N, H]; texts are batched by length (exact-mode results do not depend on batching)."""
         mode = ops.resolve_mode(mode)
         settings = settings or self.settings
-        tokenizer = self.tokenizer(settings.max_seq_length)
+        tokenizer = self.tokenizer_for(settings.max_seq_length)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         lengths = self.token_counts(texts, settings) if len(texts) > BATCH_SIZE else [0] * len(texts)
         order = np.argsort(lengths, kind="stable")
@@ -162,7 +163,7 @@ class SentenceEncoder:
         return out
 
     def token_counts(self, texts: list[str], settings: SentenceSettings | None = None) -> list[int]:
-        tokenizer = self.tokenizer((settings or self.settings).max_seq_length)
+        tokenizer = self.tokenizer_for((settings or self.settings).max_seq_length)
         return [len(e.ids) for e in tokenizer.encode_batch(list(texts))]
 
     def multiply_adds(self, texts: list[str], settings: SentenceSettings | None = None) -> int:

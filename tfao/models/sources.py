@@ -108,8 +108,9 @@ class ModelSource:
         return found.path if found.path is not None else found.read()
 
     def json(self, path: str) -> dict | list:
+        data = self.read(path)
         try:
-            return json.loads(self.read(path))
+            return json.loads(data)
         except (UnicodeDecodeError, ValueError):
             raise SourceError(f"{self._full(path)} is not valid JSON") from None
 
