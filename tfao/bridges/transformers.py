@@ -87,7 +87,9 @@ def _model_spec(context, opts: dict) -> dict:
         if opts.get(name) is not None:
             spec[name] = context.blob(opts[name])
         elif name not in spec:
-            raise ValueError(f"opts.{name} is required (bytes, base64, a weave id or a reference)")
+            raise ValueError(f"opts.model is not a model manifest (its weave id or a reference to it), so opts.{name}"
+                             " is required too: pass a manifest id alone, or model, tokenizer and config each as"
+                             " bytes, base64, a weave id or a reference")
     pooling = opts.get("pooling", spec.get("pooling", "mean"))
     pooling = _text(pooling, "pooling")
     if pooling not in POOLINGS:
