@@ -160,8 +160,8 @@ def import_folder(args) -> None:
         known = ", ".join(INSTALLABLE_MODELS)
         raise ManifestError(f"{folder} is not a folder (nor a model installed from PyPI: {known})")
     size = sum((folder / path).stat().st_size for path in model_files(folder))
-    with tqdm(total=size, unit="B", unit_scale=True, desc=f"importing {folder.name}", file=sys.stderr,
-              disable=not sys.stderr.isatty()) as bar:
+    with tqdm(total=size, unit="B", unit_scale=True, desc=f"importing {args.name or name or folder.name}",
+              file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
         manifest, files = import_model(_store(args), folder, _wallet(args), name=args.name or name,
                                        progress=bar.update)
     if args.json:
