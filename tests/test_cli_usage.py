@@ -34,8 +34,8 @@ def pid(home):
 def test_json_output_of_spawn_send_eval_results_and_ps(home, pid):
     spawned = json.loads(tfao(home, "spawn", "--json").stdout)
     assert re.fullmatch(ID, spawned["process"]) and "Output" in spawned["result"]
-    evaluated = json.loads(tfao(home, "eval", "--json", "--process", pid,
-                                'Handlers.add("Ping", function(msg) msg.reply({Data = "Pong"}) end); return 6 * 7').stdout)
+    ping = 'Handlers.add("Ping", function(msg) msg.reply({Data = "Pong"}) end); return 6 * 7'
+    evaluated = json.loads(tfao(home, "eval", "--json", "--process", pid, ping).stdout)
     assert re.fullmatch(ID, evaluated["message"]) and evaluated["result"]["Output"]["data"] == "42"
     dry = json.loads(tfao(home, "eval", "--json", "--dry-run", "--process", pid, "return 1").stdout)
     assert dry["message"] is None and dry["result"]["Output"]["data"] == "1"

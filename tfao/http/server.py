@@ -556,7 +556,8 @@ def open_home(home: Path) -> Node:
         if not home_in_use(home):
             raise
         if url := served_url(home):
-            raise NodeError(f"the node home {home} is in use by tfao serve at {url}: talk to it with --url {url}") from None
+            raise NodeError(f"the node home {home} is in use by tfao serve at {url}:"
+                            f" talk to it with --url {url}") from None
         raise NodeError(f"the node home {home} is in use by another tfao command (a repl, eval or demo): wait"
                         " for it to end, or give another --home") from None
 
