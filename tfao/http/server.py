@@ -576,7 +576,8 @@ def served_url(home: Path) -> str | None:
     """The URL of the tfao serve running on ``home``, if one is."""
     try:
         record = json.loads((Path(home) / SERVING_RECORD).read_text())
-        os.kill(record["pid"], 0)  # a record left by a server that crashed names a process that is gone
+        # uvicorn re-raises SIGTERM once it has shut down, so a stopped server may leave its record behind
+        os.kill(record["pid"], 0)
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return record["url"]
