@@ -55,3 +55,12 @@ def test_aoconnect_against_tfao_serve(aoconnect_installed, tmp_path):  # noqa: F
         out = run_example("node", "hello.mjs", cwd=tmp_path,
                           env={"TFAO_URL": server.url, "TFAO_MODULE": server.module_id, "TFAO_HOME": str(home)})
     assert re.match(r"spawned [A-Za-z0-9_-]{43}\neval: 42\nreply: Hello, aoconnect!\nhandlers: \d+\n$", out), out
+
+
+def test_the_readme_fixture_example_passes_as_written(tmp_path):
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    section = readme[readme.index("## Testing your processes with pytest"):]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    (tmp_path / "test_readme.py").write_text(code)
+    out = run_example(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_readme.py", cwd=tmp_path)
+    assert "1 passed" in out
