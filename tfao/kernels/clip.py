@@ -9,13 +9,12 @@ Diffusion single file); the int64 ``position_ids`` buffer is ignored.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 
 from . import ops
+from .diffusers_folder import read_model_folder
 from .weights import WeightError, Weights
 
 _TOKEN_EMBEDDING = "embeddings.token_embedding.weight"
@@ -79,11 +78,8 @@ class CLIPTextModel:
 
     @classmethod
     def from_pretrained(cls, folder, variant: str | None = None):
-        """Load a folder holding config.json and model.safetensors (or ``model.<variant>.safetensors``)."""
-        folder = Path(folder)
-        config = json.loads((folder / "config.json").read_text())
-        name = f"model.{variant}.safetensors" if variant else "model.safetensors"
-        return cls(config, Weights.load(folder / name))
+        """Load a folder holding config.json and model[.variant].safetensors."""
+        return cls(*read_model_folder(folder, "model", variant))
 
     def _attention(self, x, layer, keep, keys, mode):
         batch, length, hidden = x.shape

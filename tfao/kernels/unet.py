@@ -8,13 +8,11 @@ projections that way).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
 from . import ops
 from .conv import Conv2d, GroupNorm, attention, geglu, to_channels_first, to_channels_last, upsample_nearest2x
+from .diffusers_folder import read_model_folder
 from .weights import WeightError, Weights
 
 _LN_10000 = 9.210340371976184  # log(10000): the timestep embedding's maximum period
@@ -131,14 +129,14 @@ def _per_block(value, count: int) -> list:
 
 
 def _check_supported(config: dict) -> None:
-    unsupported = {
+    only_supported = {  # settings this implementation covers only at their default value
         "class_embed_type": None, "addition_embed_type": None, "time_cond_proj_dim": None, "encoder_hid_dim": None,
         "dual_cross_attention": False, "resnet_time_scale_shift": "default", "time_embedding_type": "positional",
         "attention_type": "default", "act_fn": "silu", "time_embedding_act_fn": None, "timestep_post_act": None,
         "mid_block_type": "UNetMidBlock2DCrossAttn", "conv_in_kernel": 3, "conv_out_kernel": 3,
         "cross_attention_norm": None, "resnet_skip_time_act": False,
     }
-    for key, supported in unsupported.items():
+    for key, supported in only_supported.items():
         if config.get(key, supported) != supported:
             raise ValueError(f"unsupported UNet setting {key}={config[key]!r}")
     if any(_per_block(config.get("only_cross_attention", False), 1)):
@@ -215,7 +213,7 @@ class UNet2DConditionModel:
     @classmethod
     def from_pretrained(cls, folder, variant: str | None = None) -> "UNet2DConditionModel":
         """Load a diffusers ``unet/`` folder: config.json + diffusion_pytorch_model[.variant].safetensors."""
-        return cls(*read_diffusers_folder(folder, variant))
+        return cls(*read_model_folder(folder, "diffusion_pytorch_model", variant))
 
     def timestep_embedding(self, timesteps: np.ndarray, mode: str) -> np.ndarray:
         """Sinusoidal embedding of float32 timesteps [N] -> [N, C0], in float32 steps as diffusers computes it."""
@@ -268,15 +266,3 @@ class UNet2DConditionModel:
         x = self.conv_out(self.norm_out(x, mode, silu=True), mode=mode)
         return to_channels_first(x)
 
-
-def read_diffusers_folder(folder, variant: str | None = None) -> tuple[dict, Weights]:
-    """config.json and the weights of a diffusers model folder (``diffusion_pytorch_model[.variant].safetensors``,
-    or the shards its index lists)."""
-    folder = Path(folder)
-    config = json.loads((folder / "config.json").read_text())
-    stem = "diffusion_pytorch_model" + (f".{variant}" if variant else "")
-    index = folder / f"{stem}.safetensors.index.json"
-    if index.exists():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return config, Weights.load([folder / shard for shard in shards])
-    return config, Weights.load(folder / f"{stem}.safetensors")

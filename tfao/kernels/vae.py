@@ -12,7 +12,8 @@ import numpy as np
 
 from . import ops
 from .conv import to_channels_first, to_channels_last, upsample_nearest2x
-from .unet import Attention, ResnetBlock, load_conv, load_group_norm, load_linear, read_diffusers_folder
+from .diffusers_folder import read_model_folder
+from .unet import Attention, ResnetBlock, load_conv, load_group_norm, load_linear
 from .weights import Weights
 
 _EPS = 1e-6  # every VAE norm
@@ -125,7 +126,7 @@ class AutoencoderKL:
     @classmethod
     def from_pretrained(cls, folder, variant: str | None = None) -> "AutoencoderKL":
         """Load a diffusers ``vae/`` folder: config.json + diffusion_pytorch_model[.variant].safetensors."""
-        return cls(*read_diffusers_folder(folder, variant))
+        return cls(*read_model_folder(folder, "diffusion_pytorch_model", variant))
 
     def encode(self, images, mode: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Images [N, 3, H, W] in [-1, 1] -> the latent distribution's (mean, logvar), each [N, latent, H/8, W/8]."""
