@@ -87,12 +87,9 @@ def transformers_vm(context, **vm_options):
 
 
 # --- determinism matrix: run a child under each BLAS kernel, thread count and numpy SIMD level ---
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-
-import pytest
 
 
 def _dispatch_names():

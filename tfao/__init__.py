@@ -16,6 +16,8 @@ _EXPORTS = {
     "CLIPTextModelWithProjection": "tfao.kernels.clip",
     "UNet2DConditionModel": "tfao.kernels.unet",
     "AutoencoderKL": "tfao.kernels.vae",
+    "StableDiffusionPipeline": "tfao.models.stable_diffusion",
+    "StableDiffusionImg2ImgPipeline": "tfao.models.stable_diffusion",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -15,17 +15,13 @@ from pathlib import Path
 
 from .clip import CLIPTextModel, CLIPTextModelWithProjection
 from .diffusers_folder import read_model_folder
+from .schedulers import SD15_SCHEDULER_CONFIG
 from .sd_single_file import (SD15_TEXT_ENCODER_CONFIG, SD15_UNET_CONFIG, SD15_VAE_CONFIG, UNET_PREFIX, SingleFileNames)
 from .unet import UNet2DConditionModel
 from .vae import AutoencoderKL
 from .weights import WeightError, Weights
 
 _TEXT_ENCODERS = {"CLIPTextModel": CLIPTextModel, "CLIPTextModelWithProjection": CLIPTextModelWithProjection}
-SD15_SCHEDULER_CONFIG = {
-    "_class_name": "PNDMScheduler", "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000, "skip_prk_steps": True, "steps_offset": 1, "set_alpha_to_one": False,
-    "clip_sample": False, "trained_betas": None,
-}
 
 
 @dataclass
