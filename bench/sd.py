@@ -162,7 +162,7 @@ def run_memory(cache: Path) -> None:
         report = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"  {precision}: peak RSS {report['peak_rss_gb']:.2f} GB, RSS {report['rss_gb']:.2f} GB, private "
               f"{report['private_gb']:.2f} GB = {report['private_gb'] / size:.2f}x the fp32 weights "
-              f"(cache budget nbytes, exact copy included: {report["referenced_gb"]:.2f} GB)")
+              f"(cache budget nbytes, exact copy included: {report['referenced_gb']:.2f} GB)")
 
 
 def profile_exact(cache: Path) -> None:
