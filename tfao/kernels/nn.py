@@ -83,6 +83,18 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, 
     return centred.astype(np.float32)
 
 
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, mode: str | None = None) -> np.ndarray:
+    """``weight * x / sqrt(mean(x**2) + eps)`` over the last axis (T5's and LLaMA's RMSNorm, no centring)."""
+    if resolve_mode(mode) == "fast":
+        var = np.mean(x * x, axis=-1, keepdims=True)
+        return (weight * (x / np.sqrt(var + np.float32(eps)))).astype(np.float32)
+    x64 = as64(x)
+    var = tree_sum(x64 * x64, keepdims=True) / x.shape[-1]
+    x64 /= np.sqrt(var + eps)
+    x64 *= weight
+    return x64.astype(np.float32)
+
+
 def mean_pool(hidden: np.ndarray, mask: np.ndarray, mode: str | None = None) -> np.ndarray:
     """Mean of ``hidden`` [B, T, H] over tokens where ``mask`` [B, T] is set -> [B, H]."""
     keep = (np.asarray(mask) != 0)[..., None]  # [B, T, 1]
