@@ -54,7 +54,8 @@ def matmul(a: np.ndarray, b: np.ndarray, mode: str | None = None, max_k: int | N
     return _exact_matmul(a, b, max_k)
 
 
-def weighted_rows(weights: np.ndarray, rows: np.ndarray, mode: str | None = None, max_k: int | None = None) -> np.ndarray:
+def weighted_rows(weights: np.ndarray, rows: np.ndarray, mode: str | None = None,
+                  max_k: int | None = None) -> np.ndarray:
     """``weights @ rows`` for weights [..., M, K] and rows [..., K, N] (attention probabilities times values),
     where an output row depends only on the rows its weights touch.
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ops
+from . import generation, ops
 from .weights import WeightError, Weights
 
-MAX_KEYS = 2048  # bound on attention length (21-bit exact products): fixes exact-mode bits whatever the padding or decoded length
+MAX_KEYS = 2048  # attention length bound: exact-mode bits (21) fixed whatever the padding or decoded length
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,8 @@ class _Attention:
         return self.heads_of(self.k, x, mode), self.heads_of(self.v, x, mode)
 
     def __call__(self, x, keys, values, bias, visible, mode) -> np.ndarray:
-        """x [B, Tq, D] attends keys/values [B, nh, Tk, dk]; bias [1|B, nh, Tq, Tk] or None; visible [B|1, 1|nh, Tq, Tk]."""
+        """x [B, Tq, D] attends keys/values [B, nh, Tk, dk]; bias [1, nh, Tq, Tk] or None; visible broadcasts
+        to [B, nh, Tq, Tk]."""
         batch, length, _ = x.shape
         q = self.heads_of(self.q, x, mode)  # [B, nh, Tq, dk]
         scores = ops.matmul(q, keys.transpose(0, 1, 3, 2), mode=mode)  # [B, nh, Tq, Tk]
@@ -236,6 +237,10 @@ class DecoderState:
         self.cache: list[tuple[np.ndarray, np.ndarray]] | None = None
         self.tokens = np.zeros((encoded.shape[0], 0), dtype=np.int64)  # [B, T] fed so far
 
+    @property
+    def batch_size(self) -> int:
+        return self.tokens.shape[0]
+
     def select(self, rows) -> None:
         """Keep (and repeat) the batch rows ``rows``: beam reordering and beam expansion."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -267,8 +272,8 @@ class T5ForConditionalGeneration:
         self.encoder = T5Encoder(config, weights, embedding)
         self.decoder = _Stack(weights.pp("decoder"), config, decoder=True)
         self.embedding = embedding
-        head = weights.get("lm_head.weight", (config.vocab_size, config.d_model)) if weights.has("lm_head.weight") else embedding
-        self.lm_head = ops.Linear(head)
+        untied = weights.has("lm_head.weight")  # v1.1 / flan; v1.0 files may hold only shared.weight
+        self.lm_head = ops.Linear(weights.get("lm_head.weight", embedding.shape) if untied else embedding)
         self.generation_defaults = dict(generation_defaults or {})
 
     @classmethod
@@ -287,7 +292,7 @@ class T5ForConditionalGeneration:
         return DecoderState(self, self.encoder(input_ids, keep, mode=mode), keep, mode, use_cache)
 
     def decode(self, tokens: np.ndarray, start: int, state: DecoderState) -> np.ndarray:
-        """Decoder positions start..start+t-1 for ``tokens`` [B, t] (earlier ones are in ``state.cache``) -> [B, t, V]."""
+        """Decoder positions start..start+t-1 for ``tokens`` [B, t], earlier ones in ``state.cache`` -> [B, t, V]."""
         mode = state.mode
         length = tokens.shape[1]
         total = start + length
@@ -324,10 +329,11 @@ class T5ForConditionalGeneration:
     def generate(self, input_ids, attention_mask=None, mode: str | None = None, use_cache: bool = True,
                  **options) -> np.ndarray:
         """Generated ids [B * num_return_sequences, L], decoder start token first (see ``generation``)."""
-        from .generation import generate, settings
-
-        config = settings(self.generation_defaults, self.config, options)
-        return generate(self.start(input_ids, attention_mask, mode=mode, use_cache=use_cache), config)
+        input_ids, keep = _ids_and_mask(input_ids, attention_mask)
+        config = generation.settings(self.generation_defaults, self.config, options)
+        prompt_keys = [row[mask].tobytes() for row, mask in zip(input_ids, keep)]
+        state = self.start(input_ids, keep, mode=mode, use_cache=use_cache)
+        return generation.generate(state, config, prompt_keys)
 
 
 class T5EncoderModel:
