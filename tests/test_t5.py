@@ -25,7 +25,7 @@ V11 = dict(d_model=20, d_kv=7, d_ff=29, num_layers=3, num_decoder_layers=2, num_
 VARIANTS = {"v1.0": V10, "v1.1": V11}
 
 
-def tiny_t5(folder, variant="v1.0", dtype=None, shard=False, seed=0):
+def tiny_t5(folder, variant="v1.0", dtype=None, shard=False, seed=0, vocab=VOCAB):
     """A tiny random T5 saved the way real checkpoints are, and transformers' model reloaded from that folder.
 
     Norm weights get random signs and sizes (a random tied T5 otherwise copies its input); v1.1 gets an
@@ -33,7 +33,7 @@ def tiny_t5(folder, variant="v1.0", dtype=None, shard=False, seed=0):
     (transformers 5 cannot build such a model in code).
     """
     torch.manual_seed(seed)
-    config = transformers.T5Config(vocab_size=VOCAB, decoder_start_token_id=0, **VARIANTS[variant])
+    config = transformers.T5Config(vocab_size=vocab, decoder_start_token_id=0, **VARIANTS[variant])
     model = transformers.T5ForConditionalGeneration(config).eval()
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -45,7 +45,7 @@ def tiny_t5(folder, variant="v1.0", dtype=None, shard=False, seed=0):
         for path in files:
             tensors = safetensors.torch.load_file(path)
             if variant == "v1.1" and "shared.weight" in tensors:
-                tensors["lm_head.weight"] = torch.randn(VOCAB, config.d_model)
+                tensors["lm_head.weight"] = torch.randn(vocab, config.d_model)
             if dtype is not None:
                 tensors = {name: tensor.to(dtype) for name, tensor in tensors.items()}
             safetensors.torch.save_file(tensors, path, metadata={"format": "pt"})
