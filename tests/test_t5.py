@@ -13,9 +13,9 @@ transformers = pytest.importorskip("transformers")
 import safetensors.torch  # noqa: E402
 
 from tfao.kernels import ops  # noqa: E402
-from tfao.kernels.t5 import (T5EncoderModel, T5ForConditionalGeneration,  # noqa: E402
-                             relative_position_buckets)
+from tfao.kernels.t5 import relative_position_buckets  # noqa: E402
 from tfao.kernels.weights import WeightError  # noqa: E402
+from tfao.models.t5 import T5EncoderModel, T5ForConditionalGeneration  # noqa: E402
 
 VOCAB = 61
 V10 = dict(d_model=24, d_kv=5, d_ff=37, num_layers=2, num_decoder_layers=3, num_heads=3, feed_forward_proj="relu",

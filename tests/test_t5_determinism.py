@@ -29,7 +29,7 @@ VOCAB = 61
 CHILD = r"""
 import hashlib, sys
 import numpy as np
-from tfao.kernels.t5 import T5ForConditionalGeneration
+from tfao.models.t5 import T5ForConditionalGeneration
 model = T5ForConditionalGeneration.from_pretrained(sys.argv[1])
 ids = np.array([[5, 17, 33, 2, 48, 9, 21, 60, 3, 12], [7, 44, 19, 8, 0, 0, 0, 0, 0, 0], [30, 0, 0, 0, 0, 0, 0, 0, 0, 0]])
 mask = (np.arange(10)[None, :] < np.array([[10], [4], [1]])).astype(np.int64)

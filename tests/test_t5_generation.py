@@ -14,7 +14,7 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache  # noqa: 
 
 from test_t5 import VARIANTS, batch, tiny_t5  # noqa: E402
 from tfao.kernels import ops  # noqa: E402
-from tfao.kernels.t5 import T5ForConditionalGeneration  # noqa: E402
+from tfao.models.t5 import T5ForConditionalGeneration  # noqa: E402
 
 # eos 1 is rare in a random model: other eos ids make hypotheses finish early, at different steps
 SEARCHES = {
@@ -113,3 +113,13 @@ def test_bad_options_are_clear_errors(models):
         model.generate(ids, mask, num_beams=2, num_return_sequences=3)
     with pytest.raises(ValueError, match="max_new_tokens"):
         model.generate(ids, mask, max_new_tokens=0)
+
+
+@pytest.mark.parametrize("search", ["greedy, penalties", "beam, returned sequences"])
+def test_a_decoder_prefix_is_continued_as_transformers_does(models, search):
+    reference, model, _ = models
+    ids, mask, _ = batch()
+    options = {**SEARCHES[search], "min_new_tokens": 4}
+    prefix = np.array([[0, 5, 7]] * 3)
+    expected = reference_generate(reference, ids, mask, decoder_input_ids=torch.tensor(prefix), **options)
+    assert model.generate(ids, mask, decoder_prefix=[5, 7], **options).tolist() == expected.tolist()

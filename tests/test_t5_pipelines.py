@@ -16,7 +16,8 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache  # noqa: 
 from test_t5 import tiny_t5  # noqa: E402
 from test_t5_tokenizer import tiny_t5_tokenizer  # noqa: E402
 from tfao.kernels import ops  # noqa: E402
-from tfao.models.t5 import T5Text, t5_pipeline  # noqa: E402
+from tfao.models.pipelines import pipeline  # noqa: E402
+from tfao.models.t5 import PIPELINES, T5Text  # noqa: E402
 
 TASK_PARAMS = {
     "summarization": {"prefix": "summarize: ", "num_beams": 2, "max_length": 12, "min_length": 4,
@@ -52,7 +53,7 @@ def reference_texts(reference, folder, prompts, **options):
 
 def test_text2text_generation_matches_transformers(t5_folder):
     folder, reference = t5_folder
-    generate = t5_pipeline("text2text-generation", T5Text.from_folder(folder))
+    generate = pipeline("text2text-generation", folder)
     expected = reference_texts(reference, folder, PROMPTS, max_new_tokens=8)
     assert generate(PROMPTS, max_new_tokens=8) == [{"generated_text": text} for text in expected]
     assert generate(PROMPTS[0], max_new_tokens=8) == [{"generated_text": expected[0]}]
@@ -63,30 +64,28 @@ def test_text2text_generation_matches_transformers(t5_folder):
 
 def test_summarization_and_translation_use_the_task_params(t5_folder):
     folder, reference = t5_folder
-    text_model = T5Text.from_folder(folder)
-    summary = t5_pipeline("summarization", text_model)(PROMPTS)
+    summary = pipeline("summarization", folder)(PROMPTS)
     params = TASK_PARAMS["summarization"]
     expected = reference_texts(reference, folder, [params["prefix"] + p for p in PROMPTS], max_length=12,
                                min_length=4, num_beams=2, no_repeat_ngram_size=3, length_penalty=2.0,
                                early_stopping=True)
     assert summary == [{"summary_text": text} for text in expected]
-    translation = t5_pipeline("translation_en_to_de", text_model)(PROMPTS[1])
+    translation = pipeline("translation_en_to_de", folder)(PROMPTS[1])
     expected = reference_texts(reference, folder, ["translate English to German: a dog"], max_length=9, num_beams=2)
     assert translation == [{"translation_text": expected[0]}]
 
 
 def test_unknown_tasks_and_options_are_clear_errors(t5_folder):
     folder, _ = t5_folder
-    text_model = T5Text.from_folder(folder)
-    with pytest.raises(ValueError, match="does not serve task 'fill-mask'"):
-        t5_pipeline("fill-mask", text_model)
+    with pytest.raises(ValueError, match="unknown task 'fill-mask'.*translation_xx_to_yy"):
+        pipeline("fill-mask", folder)
     with pytest.raises(ValueError, match="unknown generation option"):
-        t5_pipeline("summarization", text_model)("x", beams=3)
+        pipeline("summarization", folder)("x", beams=3)
 
 
 def test_feature_extraction_mean_pools_the_encoder(t5_folder):
     folder, reference = t5_folder
-    text_model = T5Text.from_folder(folder)
+    text_model = T5Text.from_pretrained(folder)
     tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), pad_token="<pad>")
     batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
     with torch.no_grad():
@@ -94,9 +93,9 @@ def test_feature_extraction_mean_pools_the_encoder(t5_folder):
     mask = batch["attention_mask"][..., None].float()
     expected = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
     for mode in ops.MODES:
-        embed = t5_pipeline("feature-extraction", text_model, mode=mode)
+        embed = PIPELINES["feature-extraction"](text_model, mode=mode)
         got = embed(PROMPTS)
         assert got.shape == expected.shape and np.abs(got - expected).max() / np.abs(expected).max() <= 1e-5
         assert embed(PROMPTS[1]).tobytes() == got[1].tobytes() or mode == "fast"
-        normalized = t5_pipeline("feature-extraction", text_model, mode=mode, normalize=True)(PROMPTS)
+        normalized = embed(PROMPTS, normalize=True)
         assert np.allclose(np.linalg.norm(normalized, axis=1), 1.0, atol=1e-6)

@@ -11,7 +11,8 @@ spm = pytest.importorskip("sentencepiece")
 transformers = pytest.importorskip("transformers")
 from transformers.convert_slow_tokenizer import T5Converter  # noqa: E402
 
-from tfao.models.t5 import load_t5_tokenizer, tokenizer_from_json  # noqa: E402
+from tfao.models.sources import ModelSource, SourceError  # noqa: E402
+from tfao.models.t5 import tokenizer_from_json, tokenizer_from_source  # noqa: E402
 from tfao.models.tokenization import encode  # noqa: E402
 
 EXTRA_IDS = 8
@@ -38,6 +39,10 @@ def tiny_t5_tokenizer(folder) -> int:
     return tokenizer.get_vocab_size()
 
 
+def load(folder):
+    return tokenizer_from_source(ModelSource.from_folder(folder))
+
+
 @pytest.fixture
 def folder(tmp_path):
     tiny_t5_tokenizer(tmp_path)
@@ -53,13 +58,13 @@ def test_the_file_has_the_real_t5_layout(folder):
 
 def test_encoding_is_sentencepiece_plus_eos(folder):
     pieces = spm.SentencePieceProcessor(model_file=str(folder / "spiece.model"))
-    tokenizer = load_t5_tokenizer(folder)
+    tokenizer = load(folder)
     for text in CORPUS[:5] + ["  extra   spaces ", "ＦＵＬＬ width"]:
         assert tokenizer.encode(text).ids == pieces.encode(text) + [1], text
 
 
 def test_padding_sentinels_and_decoding(folder):
-    tokenizer = load_t5_tokenizer(folder)
+    tokenizer = load(folder)
     batch = encode(tokenizer, ["the dog <extra_id_0> jumps", "fox"])
     assert batch.input_ids[1].tolist()[-1] == 0 and batch.attention_mask[1].tolist()[-1] == 0  # <pad> is 0
     sentinel = tokenizer.token_to_id("<extra_id_0>")
@@ -72,7 +77,7 @@ def test_padding_sentinels_and_decoding(folder):
 
 def test_a_folder_with_only_spiece_model_says_how_to_convert(folder):
     (folder / "tokenizer.json").unlink()
-    with pytest.raises(ValueError, match="spiece.model but no tokenizer.json.*save_pretrained"):
-        load_t5_tokenizer(folder)
+    with pytest.raises(SourceError, match="spiece.model but no tokenizer.json.*save_pretrained"):
+        load(folder)
     with pytest.raises(ValueError, match="not a tokenizer.json.*spiece.model"):
         tokenizer_from_json((folder / "spiece.model").read_bytes())

@@ -42,6 +42,7 @@ class GenerationSettings:
     top_k: int = 50
     top_p: float = 1.0
     repetition_penalty: float = 1.0
+    repetition_window: int = 0  # penalise only the last n decoder tokens (0: all, as transformers does)
     no_repeat_ngram_size: int = 0
     seed: int = 0
 
@@ -82,21 +83,26 @@ def settings(generation_config: dict, model_config, options: dict) -> Generation
     return GenerationSettings(**merged)
 
 
-def generate(decoder, settings: GenerationSettings, prompt_keys: list[bytes] | None = None) -> np.ndarray:
-    """Ids [batch * num_return_sequences, L], each row the decoder start token then the generated tokens.
+def generate(decoder, settings: GenerationSettings, prompt_keys: list[bytes] | None = None,
+             decoder_prefix=()) -> np.ndarray:
+    """Ids [batch * num_return_sequences, L]: each row the decoder start token, ``decoder_prefix`` (tokens
+    the decoder is made to start with), then the generated tokens.
 
     ``prompt_keys`` (one per batch row, e.g. the prompt's token bytes) key the sampling streams."""
+    start = np.array([settings.decoder_start_token_id, *decoder_prefix], dtype=np.int64)
     if settings.num_beams > 1:
-        return _beam_search(decoder, settings)
-    return _greedy_or_sample(decoder, settings, prompt_keys)
+        return _beam_search(decoder, settings, start)
+    return _greedy_or_sample(decoder, settings, prompt_keys, start)
 
 
-def _process(settings: GenerationSettings, sequences: np.ndarray, scores: np.ndarray) -> np.ndarray:
+def _process(settings: GenerationSettings, sequences: np.ndarray, scores: np.ndarray,
+             prompt_length: int) -> np.ndarray:
     """transformers' logits processors, in its order: repetition penalty, n-gram blocking, minimum length."""
     scores = scores.copy()
     if settings.repetition_penalty != 1.0:
         penalty = np.float32(settings.repetition_penalty)
-        for row, seen in enumerate(sequences):
+        window = sequences[:, -settings.repetition_window:] if settings.repetition_window > 0 else sequences
+        for row, seen in enumerate(window):
             seen = np.unique(seen)
             picked = scores[row, seen]
             scores[row, seen] = np.where(picked < 0, picked * penalty, picked / penalty)
@@ -106,7 +112,7 @@ def _process(settings: GenerationSettings, sequences: np.ndarray, scores: np.nda
             prefix = tuple(seen[len(seen) - n + 1:])
             banned = [seen[i + n - 1] for i in range(len(seen) - n + 1) if tuple(seen[i:i + n - 1]) == prefix]
             scores[row, banned] = -np.inf
-    if sequences.shape[1] - 1 < settings.min_new_tokens:
+    if sequences.shape[1] - prompt_length < settings.min_new_tokens:
         scores[:, settings.eos_token_id] = -np.inf
     return scores
 
@@ -116,7 +122,7 @@ def _top_k(values: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-values, axis=-1, kind="stable")[..., :k]
 
 
-def _greedy_or_sample(decoder, settings: GenerationSettings, prompt_keys) -> np.ndarray:
+def _greedy_or_sample(decoder, settings: GenerationSettings, prompt_keys, start: np.ndarray) -> np.ndarray:
     batch = decoder.batch_size
     copies = settings.num_return_sequences
     if copies > 1:
@@ -126,11 +132,11 @@ def _greedy_or_sample(decoder, settings: GenerationSettings, prompt_keys) -> np.
     if settings.do_sample:
         keys = prompt_keys if prompt_keys is not None else [b""] * batch
         generators = [_stream(settings.seed, keys[row // copies], row % copies) for row in range(rows)]
-    sequences = np.full((rows, 1), settings.decoder_start_token_id, dtype=np.int64)
+    sequences = np.tile(start, (rows, 1))
     unfinished = np.ones(rows, dtype=bool)
     logits = decoder.next_logits(sequences)[:, -1]
     for step in range(settings.max_new_tokens):
-        scores = _process(settings, sequences, logits)
+        scores = _process(settings, sequences, logits, len(start))
         tokens = _sample(settings, scores, generators) if generators else np.argmax(scores, axis=-1)
         tokens = np.where(unfinished, tokens, settings.pad_token_id)
         sequences = np.concatenate([sequences, tokens[:, None]], axis=1)
@@ -172,18 +178,19 @@ def _sample(settings: GenerationSettings, scores: np.ndarray, generators: list[G
     return tokens
 
 
-def _beam_search(decoder, settings: GenerationSettings) -> np.ndarray:
+def _beam_search(decoder, settings: GenerationSettings, start: np.ndarray) -> np.ndarray:
     """transformers' vectorised beam search (top 2 * num_beams continuations per step, finished hypotheses
     kept by length-penalised score, its early-stopping heuristic)."""
     batch, beams, eos = decoder.batch_size, settings.num_beams, settings.eos_token_id
     keep = 2 * beams
-    max_length = 1 + settings.max_new_tokens
+    prompt = len(start)
+    max_length = prompt + settings.max_new_tokens
     penalty = settings.length_penalty
     # transformers fills with ``pad or eos``: a pad id of 0 is falsy there, so T5 rows end in eos ids
     fill = settings.pad_token_id or eos
     decoder.select(np.repeat(np.arange(batch), beams))
     running = np.full((batch, beams, max_length), fill, dtype=np.int64)
-    running[:, :, 0] = settings.decoder_start_token_id
+    running[:, :, :prompt] = start
     running_scores = np.zeros((batch, beams), dtype=np.float32)
     running_scores[:, 1:] = _BANNED
     finished_sequences = running.copy()
@@ -193,11 +200,11 @@ def _beam_search(decoder, settings: GenerationSettings) -> np.ndarray:
     improvable = np.ones((batch, 1), dtype=bool)
     first_beams = np.arange(keep) < beams
     batch_rows = np.arange(batch)[:, None]
-    length = 1
-    logits = decoder.next_logits(running[:, :, :1].reshape(-1, 1))[:, -1]
+    length = prompt
+    logits = decoder.next_logits(running[:, :, :prompt].reshape(-1, prompt))[:, -1]
     while True:
         log_probs = ops.log_softmax(logits, mode=decoder.mode)
-        log_probs = _process(settings, running[:, :, :length].reshape(batch * beams, length), log_probs)
+        log_probs = _process(settings, running[:, :, :length].reshape(batch * beams, length), log_probs, prompt)
         vocab = log_probs.shape[-1]
         accumulated = (log_probs.reshape(batch, beams, vocab) + running_scores[:, :, None]).reshape(batch, -1)
         top = _top_k(accumulated, keep)  # [B, 2nb]
@@ -216,7 +223,8 @@ def _beam_search(decoder, settings: GenerationSettings) -> np.ndarray:
 
         # finished candidates among the top num_beams join the kept hypotheses if they score higher
         just_finished = hits & first_beams[None, :]
-        final_scores = top_scores / np.float32(length ** penalty)  # generated length, eos included
+        generated = length + 1 - prompt  # eos included
+        final_scores = top_scores / np.float32(generated ** penalty)
         full = np.all(is_finished, axis=-1, keepdims=True) & (settings.early_stopping is True)
         final_scores = final_scores + full.astype(np.float32) * _BANNED
         final_scores = final_scores + (~improvable).astype(np.float32) * _BANNED
@@ -226,27 +234,27 @@ def _beam_search(decoder, settings: GenerationSettings) -> np.ndarray:
         finished_scores = np.take_along_axis(merged_scores, best, axis=-1)
         finished_sequences = np.take_along_axis(np.concatenate([finished_sequences, candidates], axis=1),
                                                 best[:, :, None], axis=1)
-        merged_lengths = np.concatenate([finished_lengths, np.full((batch, keep), length)], axis=1)
+        merged_lengths = np.concatenate([finished_lengths, np.full((batch, keep), generated)], axis=1)
         finished_lengths = np.take_along_axis(merged_lengths, best, axis=-1)
         is_finished = np.take_along_axis(np.concatenate([is_finished, just_finished], axis=1), best, axis=-1)
 
         decoder.select((np.arange(batch)[:, None] * beams + source).reshape(-1))
         length += 1
-        improvable = improvable & _may_improve(settings, running_scores, finished_scores, is_finished, length,
-                                               max_length)
+        improvable = improvable & _may_improve(settings, running_scores, finished_scores, is_finished,
+                                               length - prompt, max_length - prompt)
         if not (improvable.any() and not (is_finished.all() and settings.early_stopping is True)
                 and not hits.all()):
             break
         logits = decoder.next_logits(running[:, :, length - 1].reshape(-1, 1))[:, -1]
     returned = settings.num_return_sequences
-    output_length = 1 + int(finished_lengths[:, :returned].max())
+    output_length = prompt + int(finished_lengths[:, :returned].max())
     return finished_sequences[:, :returned, :output_length].reshape(batch * returned, output_length)
 
 
-def _may_improve(settings, running_scores, finished_scores, is_finished, length, max_length) -> np.ndarray:
+def _may_improve(settings, running_scores, finished_scores, is_finished, generated, most) -> np.ndarray:
     """transformers' heuristic: can the best running beam still beat the worst kept hypothesis? -> [B, 1]"""
     penalty = settings.length_penalty
-    hypothetical = max_length - 1 if settings.early_stopping == "never" and penalty > 0.0 else length - 1
+    hypothetical = most if settings.early_stopping == "never" and penalty > 0.0 else generated
     best_possible = running_scores[:, :1] / np.float32(hypothetical ** penalty)
     worst = np.where(is_finished, finished_scores.min(axis=1, keepdims=True), _BANNED)
     return np.any(best_possible > worst, axis=-1, keepdims=True)

@@ -12,15 +12,13 @@ alone, inside a padded batch, and decoded with or without the key/value cache.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from . import generation, ops
-from .weights import WeightError, Weights
+from .weights import Weights
 
 MAX_KEYS = 2048  # attention length bound: exact-mode bits (21) fixed whatever the padding or decoded length
 
@@ -96,27 +94,15 @@ def relative_position_buckets(relative_position: np.ndarray, bidirectional: bool
     return buckets + table[distance]
 
 
-def checkpoint_files(folder: Path) -> list[Path]:
-    """model.safetensors, or the shards that model.safetensors.index.json names."""
-    index = folder / "model.safetensors.index.json"
-    if index.exists():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [folder / shard for shard in shards]
-    single = folder / "model.safetensors"
-    if not single.exists():
-        raise WeightError(f"{folder.name} holds neither model.safetensors nor model.safetensors.index.json")
-    return [single]
-
-
 class _Attention:
     """Multi-head attention without score scaling (T5 folds it into the weights), plus a relative position
     bias table when this is the first layer of its stack."""
 
-    def __init__(self, weights: Weights, config: T5Config, with_bias_table: bool):
+    def __init__(self, weights: Weights, config: T5Config, with_bias_table: bool, prepared):
         inner = config.num_heads * config.d_kv
         self.heads, self.d_kv = config.num_heads, config.d_kv
-        self.q, self.k, self.v = (ops.Linear(weights.get(f"{name}.weight", (inner, config.d_model))) for name in "qkv")
-        self.o = ops.Linear(weights.get("o.weight", (config.d_model, inner)))
+        self.q, self.k, self.v = (_linear(weights, name, (inner, config.d_model), prepared) for name in "qkv")
+        self.o = _linear(weights, "o", (config.d_model, inner), prepared)
         self.bias_table = (weights.get("relative_attention_bias.weight", (config.num_buckets, config.num_heads))
                            if with_bias_table else None)
 
@@ -143,15 +129,14 @@ class _Attention:
 
 
 class _FeedForward:
-    def __init__(self, weights: Weights, config: T5Config):
+    def __init__(self, weights: Weights, config: T5Config, prepared):
         self.activation = ops.ACTIVATIONS[config.activation]
         shape = (config.d_ff, config.d_model)
-        if config.gated:
-            self.wi = ops.Linear(weights.get("wi_0.weight", shape))
-            self.gate = ops.Linear(weights.get("wi_1.weight", shape))
+        if config.gated:  # v1.1: act(wi_0 x) * wi_1 x
+            self.wi, self.gate = _linear(weights, "wi_0", shape, prepared), _linear(weights, "wi_1", shape, prepared)
         else:
-            self.wi, self.gate = ops.Linear(weights.get("wi.weight", shape)), None
-        self.wo = ops.Linear(weights.get("wo.weight", (config.d_model, config.d_ff)))
+            self.wi, self.gate = _linear(weights, "wi", shape, prepared), None
+        self.wo = _linear(weights, "wo", (config.d_model, config.d_ff), prepared)
 
     def __call__(self, x: np.ndarray, mode: str) -> np.ndarray:
         hidden = self.activation(self.wi(x, mode=mode), mode=mode)  # [B, T, F]
@@ -172,25 +157,37 @@ class _Norm:
 class _Block:
     """One pre-norm residual layer: self-attention, cross-attention (decoder only), feed-forward."""
 
-    def __init__(self, weights: Weights, config: T5Config, first: bool, decoder: bool):
+    def __init__(self, weights: Weights, config: T5Config, first: bool, decoder: bool, prepared):
         self.self_norm = _Norm(weights, "layer.0.layer_norm.weight", config)
-        self.self_attention = _Attention(weights.pp("layer.0.SelfAttention"), config, with_bias_table=first)
+        self.self_attention = _Attention(weights.pp("layer.0.SelfAttention"), config, first, prepared)
         if decoder:
             self.cross_norm = _Norm(weights, "layer.1.layer_norm.weight", config)
-            self.cross_attention = _Attention(weights.pp("layer.1.EncDecAttention"), config, with_bias_table=False)
+            self.cross_attention = _Attention(weights.pp("layer.1.EncDecAttention"), config, False, prepared)
         ff = "layer.2" if decoder else "layer.1"
         self.ff_norm = _Norm(weights, f"{ff}.layer_norm.weight", config)
-        self.ff = _FeedForward(weights.pp(f"{ff}.DenseReluDense"), config)
+        self.ff = _FeedForward(weights.pp(f"{ff}.DenseReluDense"), config, prepared)
+
+    def nbytes(self) -> int:
+        attentions = [self.self_attention] + ([self.cross_attention] if hasattr(self, "cross_attention") else [])
+        linears = [linear for a in attentions for linear in (a.q, a.k, a.v, a.o)]
+        linears += [linear for linear in (self.ff.wi, self.ff.gate, self.ff.wo) if linear is not None]
+        norms = [self.self_norm, self.ff_norm] + ([self.cross_norm] if hasattr(self, "cross_norm") else [])
+        return sum(linear.nbytes() for linear in linears) + sum(norm.weight.nbytes for norm in norms)
 
 
 class _Stack:
     """Embedding lookup, blocks and the final norm of an encoder or decoder."""
 
-    def __init__(self, weights: Weights, config: T5Config, decoder: bool):
+    def __init__(self, weights: Weights, config: T5Config, decoder: bool, prepared):
         layers = config.num_decoder_layers if decoder else config.num_layers
         self.config, self.decoder = config, decoder
-        self.blocks = [_Block(weights.pp("block").pp(i), config, i == 0, decoder) for i in range(layers)]
+        self.blocks = [_Block(weights.pp("block").pp(i), config, i == 0, decoder, prepared) for i in range(layers)]
         self.final_norm = _Norm(weights, "final_layer_norm.weight", config)
+
+    def nbytes(self) -> int:
+        """Bytes referenced: dense layers (see ``ops.Linear.nbytes``), norms and the bias table."""
+        table = self.blocks[0].self_attention.bias_table
+        return sum(block.nbytes() for block in self.blocks) + self.final_norm.weight.nbytes + table.nbytes
 
     def position_bias(self, query_start: int, query_length: int, key_length: int) -> np.ndarray:
         """The first block's bias for queries at ``query_start...`` over keys 0..key_length-1 -> [1, nh, Tq, Tk]."""
@@ -205,10 +202,10 @@ class _Stack:
 class T5Encoder:
     """``encoder(input_ids, attention_mask)`` -> last hidden state, float32 [B, S, D]."""
 
-    def __init__(self, config: T5Config, weights: Weights, embedding: np.ndarray):
+    def __init__(self, config: T5Config, weights: Weights, embedding: np.ndarray, prepared=None):
         self.config = config
         self.embedding = embedding
-        self.stack = _Stack(weights.pp("encoder"), config, decoder=False)
+        self.stack = _Stack(weights.pp("encoder"), config, False, prepared)
 
     def __call__(self, input_ids, attention_mask=None, mode: str | None = None) -> np.ndarray:
         mode = ops.resolve_mode(mode)
@@ -266,24 +263,20 @@ class T5ForConditionalGeneration:
     """``model(input_ids, decoder_input_ids, attention_mask)`` -> float32 logits [B, T_dec, V];
     ``model.generate(...)`` as in ``tfao.kernels.generation``."""
 
-    def __init__(self, config: T5Config, weights: Weights, generation_defaults: dict | None = None):
+    def __init__(self, config: T5Config, weights: Weights, generation_defaults: dict | None = None,
+                 prepared: ops.PreparedStore | None = None):
         self.config = config
         embedding = _embedding(weights, config)
-        self.encoder = T5Encoder(config, weights, embedding)
-        self.decoder = _Stack(weights.pp("decoder"), config, decoder=True)
+        self.encoder = T5Encoder(config, weights, embedding, prepared)
+        self.decoder = _Stack(weights.pp("decoder"), config, True, prepared)
         self.embedding = embedding
         untied = weights.has("lm_head.weight")  # v1.1 / flan; v1.0 files may hold only shared.weight
-        self.lm_head = ops.Linear(weights.get("lm_head.weight", embedding.shape) if untied else embedding)
+        self.lm_head = ops.Linear(weights.get("lm_head.weight", embedding.shape) if untied else embedding,
+                                  prepared=prepared)
         self.generation_defaults = dict(generation_defaults or {})
 
-    @classmethod
-    def from_pretrained(cls, folder) -> "T5ForConditionalGeneration":
-        """A Hugging Face folder: config.json, model.safetensors (or its shards), generation_config.json."""
-        folder = Path(folder)
-        config = json.loads((folder / "config.json").read_text())
-        generation = folder / "generation_config.json"
-        defaults = json.loads(generation.read_text()) if generation.exists() else {}
-        return cls(T5Config.from_dict(config), Weights.load(checkpoint_files(folder)), defaults)
+    def nbytes(self) -> int:
+        return self.embedding.nbytes + self.encoder.stack.nbytes() + self.decoder.nbytes() + self.lm_head.nbytes()
 
     def start(self, input_ids, attention_mask=None, mode: str | None = None, use_cache: bool = True) -> DecoderState:
         """Encode a batch once and return the state that decodes it."""
@@ -327,30 +320,31 @@ class T5ForConditionalGeneration:
         return state.next_logits(decoder_input_ids)
 
     def generate(self, input_ids, attention_mask=None, mode: str | None = None, use_cache: bool = True,
-                 **options) -> np.ndarray:
+                 decoder_prefix=(), **options) -> np.ndarray:
         """Generated ids [B * num_return_sequences, L], decoder start token first (see ``generation``)."""
         input_ids, keep = _ids_and_mask(input_ids, attention_mask)
         config = generation.settings(self.generation_defaults, self.config, options)
         prompt_keys = [row[mask].tobytes() for row, mask in zip(input_ids, keep)]
         state = self.start(input_ids, keep, mode=mode, use_cache=use_cache)
-        return generation.generate(state, config, prompt_keys)
+        return generation.generate(state, config, prompt_keys, decoder_prefix)
 
 
 class T5EncoderModel:
     """``model(input_ids, attention_mask)`` -> the encoder's last hidden state, float32 [B, S, D]."""
 
-    def __init__(self, config: T5Config, weights: Weights):
+    def __init__(self, config: T5Config, weights: Weights, prepared: ops.PreparedStore | None = None):
         self.config = config
-        self.encoder = T5Encoder(config, weights, _embedding(weights, config))
+        self.encoder = T5Encoder(config, weights, _embedding(weights, config), prepared)
 
-    @classmethod
-    def from_pretrained(cls, folder) -> "T5EncoderModel":
-        folder = Path(folder)
-        config = json.loads((folder / "config.json").read_text())
-        return cls(T5Config.from_dict(config), Weights.load(checkpoint_files(folder)))
+    def nbytes(self) -> int:
+        return self.encoder.embedding.nbytes + self.encoder.stack.nbytes()
 
     def __call__(self, input_ids, attention_mask=None, mode: str | None = None) -> np.ndarray:
         return self.encoder(input_ids, attention_mask, mode=mode)
+
+
+def _linear(weights: Weights, name: str, shape: tuple[int, int], prepared) -> ops.Linear:
+    return ops.Linear(weights.get(f"{name}.weight", shape), prepared=prepared)  # T5's dense layers have no bias
 
 
 def _embedding(weights: Weights, config: T5Config) -> np.ndarray:
