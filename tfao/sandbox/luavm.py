@@ -1,8 +1,9 @@
 """The sandboxed Lua 5.3 VM a process runs in.
 
 One lupa runtime per process. Untrusted code sees the aos globals and nothing of the host: no
-``python`` table, no attribute access on host objects, no ``debug``, no C modules, text chunks only
-in ``load``, an ``os`` and ``io`` without host access. Bridged Python modules reach Lua as plain
+``python`` table, no attribute access on host objects, no C modules, text chunks only
+in ``load``, an ``os`` and ``io`` without host access, and of ``debug`` only ``traceback`` and a
+``getinfo`` that describes a function argument. Bridged Python modules reach Lua as plain
 functions that take and return plain values (see ``to_python``/``to_lua``).
 
 Limits: ``max_memory`` bounds the Lua heap; an instruction budget per call (a count hook installed
@@ -71,19 +72,28 @@ coroutine.wrap = function(f)
   end
 end
 
--- modules: the bundled Lua sources (by name and by ".name") and the bridged host tables
-local loaded = package.loaded
+-- modules: package.preload first, then the bundled Lua sources (by name and by ".name"; a
+-- trailing ".init" names the module itself) and the bridged host tables. A bundled module is
+-- compiled under the chunk name ".name", so its errors read `[string ".name"]:LINE:` as in aos.
+local loaded, preload = package.loaded, {}
 local function find_source(name)
-  local plain = name:gsub("^%.", "")
+  local plain = name:gsub("^%.", ""):gsub("%.init$", "")
   return sources[plain], plain
 end
 function require(name)
   if raw_type(name) ~= "string" then raw_error("bad argument #1 to 'require' (string expected)", 2) end
   if loaded[name] ~= nil then return loaded[name] end
+  local loader = preload[name]
+  if loader ~= nil then
+    local result = loader(name, ":preload:")
+    if result == nil then result = true end
+    if loaded[name] == nil then loaded[name] = result end
+    return loaded[name]
+  end
   local src, plain = find_source(name)
   if src == nil then raw_error("module '" .. name .. "' not found", 2) end
   if loaded[plain] ~= nil then loaded[name] = loaded[plain]; return loaded[plain] end
-  local chunk = assert(raw_load(src, "@" .. plain .. ".lua", "t", _G))
+  local chunk = assert(raw_load(src, "." .. plain, "t", _G))
   local result = chunk(plain, bridges[plain])
   if result == nil then result = true end
   loaded[plain], loaded["." .. plain] = result, result
@@ -93,16 +103,34 @@ end
 -- strip the host
 python = nil
 loaded.python = nil
-debug = nil; loaded.debug = nil
+-- of debug only what reads the caller's own code: tracebacks, and a function's parameter counts
+local raw_traceback, raw_getinfo = debug.traceback, debug.getinfo
+loaded.debug = nil
+debug = {
+  traceback = function(...)
+    local first = ...
+    if raw_type(first) == "thread" then return raw_traceback(...) end
+    return raw_traceback(first, (select(2, ...) or 1) + 1)
+  end,
+  getinfo = function(fn, what)
+    if raw_type(fn) ~= "function" then raw_error("bad argument #1 to 'getinfo' (function expected)", 2) end
+    local info = raw_getinfo(fn, "Su")
+    return { nparams = info.nparams, isvararg = info.isvararg, nups = info.nups, what = info.what,
+             source = info.source, short_src = info.short_src,
+             linedefined = info.linedefined, lastlinedefined = info.lastlinedefined }
+  end,
+}
 io = nil; loaded.io = nil
 dofile, loadfile = nil, nil
 package.loadlib, package.cpath, package.path = nil, "", ""
 package.searchers = {}
-package.preload = {}
+package.preload = preload
 string.dump = nil
+-- the heap size would tell one run from another, so "count" reports a fixed 0 KB
 collectgarbage = function(opt)
   opt = opt or "collect"
   if opt == "collect" or opt == "step" then return 0 end
+  if opt == "count" then return 0.0 end
   raw_error("collectgarbage('" .. tostring(opt) .. "') is not available in a process", 2)
 end
 load = function(chunk, name, mode, env)
@@ -207,7 +235,8 @@ class LuaVM:
             {name.encode(): self._bridge_table(functions) for name, functions in (bridges or {}).items()}
         )
         source_table = self.lua.table_from(dict(sources if sources is not None else bundled_sources()))
-        bootstrap = self.lua.execute(b"return function(...) " + SANDBOX_BOOTSTRAP.encode() + b" end")
+        # named, so that tracebacks through the sandbox's wrappers show a name, not the source
+        bootstrap = self.lua.globals()[b"load"](SANDBOX_BOOTSTRAP.encode(), b"=sandbox")
         self._meter, self._rearm = bootstrap(
             source_table, bridge_tables, COMPUTE_LIMIT_MESSAGE.encode(), HOOK_STEP
         )

@@ -24,6 +24,7 @@ Handlers = require(".handlers")
 ao = require(".ao")
 assignment.init(ao)
 _G.json = json -- aos code often uses the json module without requiring it
+base64 = require(".base64")
 
 local process = { _version = "2.0.4-tfao" }
 local MAX_INBOX = 10000
