@@ -88,7 +88,8 @@ class AosProcess:
             return error_result("out of memory: the process exceeded its Memory-Limit")
         except LuaError as exc:
             return error_result(_lua_error_text(exc))
-        reply = json.loads(raw)
+        # aos's json passes string bytes through; the result is read as UTF-8, lossily, as the SU does
+        reply = json.loads(raw.decode("utf-8", "replace"))
         if not reply.get("ok"):
             return error_result(_error_text(reply.get("response")))
         return merge_result(reply.get("response") or {})
