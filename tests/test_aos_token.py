@@ -17,7 +17,7 @@ def replies(result: dict) -> list[dict]:
 
 
 def test_the_blueprints_ship_with_the_project():
-    assert "token" in blueprint_names()
+    assert {"token", "chat", "voting"} <= set(blueprint_names())
     assert "require(\".bint\")(256)" in blueprint("token")
 
 
