@@ -292,4 +292,6 @@ function process.handle(msg, env)
   return result
 end
 
+apm = require(".apm")
+
 return process
