@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 
 from tfao.bridges.context import ProcessContext
 from tfao.sandbox.host import HostConfig, Zygote
-from tfao.sandbox.aos import limits_from_tags
+from tfao.sandbox.aos import blueprint, limits_from_tags
 from tfao.node.store import NodeStore, ScheduledMessage
 from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_decode, b64url_encode, sign_data_item
 from weavedrive.store import WeaveStore
@@ -494,6 +494,10 @@ class ProcessHandle:
 
     def eval(self, code: str, *, wallet: Wallet | None = None, timeout: float | None = 60) -> dict:
         return self.send("Eval", data=code, wallet=wallet, timeout=timeout)
+
+    def load_blueprint(self, name: str, *, wallet: Wallet | None = None, timeout: float | None = 60) -> dict:
+        """Eval a shipped blueprint (``token``, ``chat``, ``voting``...) in the process."""
+        return self.eval(blueprint(name), wallet=wallet, timeout=timeout)
 
     def result(self, message_id: str, timeout: float | None = 60) -> dict:
         return self.node.result(self.id, message_id, timeout=timeout)
