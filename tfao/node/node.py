@@ -30,6 +30,8 @@ MODULE_FORMAT = "tfao-lua-5.3"
 VARIANT = "ao.TN.1"
 # tags the messenger rewrites when it pushes an outbox message (section 1.6 of the protocol notes)
 PUSH_DROPPED_TAGS = {"Data-Protocol", "Type", "From-Process", "From-Module", "Assignments"}
+# tags that say who a message is from: only this node sets them on the items it signs
+FORWARDING_TAGS = {"data-protocol", "type", "from-process", "from-module", "from-signer"}
 REPLAY_BATCH = 500
 CRON_TICK = 1.0  # seconds between checks for due cron messages
 CRON_UNITS_MS = {"millisecond": 1, "second": 1000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_000,
@@ -249,6 +251,16 @@ class Node:
                                   ("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message")]))
         return self.submit(item).id
 
+    def push_signed_fields(self, pid: str, signer: str, tags: Tags, data: str) -> str:
+        """Schedule a message whose fields ``signer`` signed outside ANS-104 (HTTP message signatures,
+        verified by the caller): this node signs the item, tagged ``From-Signer``, so the process sees
+        it as forwarded by this node from ``signer``. Returns the item's id."""
+        self.process(pid)
+        tags = [(name, value) for name, value in tags if name.lower() not in FORWARDING_TAGS]
+        item = sign_data_item(self.wallet, data_or_space(data), target=pid, tags=[
+            *tags, ("From-Signer", signer), ("Data-Protocol", "ao"), ("Type", "Message")])
+        return self.submit(item).id
+
     def assign(self, pid: str, message_id: str) -> str:
         """Schedule a message this node holds on another local process (aoconnect's ``assign``).
 
@@ -425,13 +437,27 @@ class Node:
 
     def result(self, pid: str, message_id: str, timeout: float | None = None) -> dict:
         """The result of a message, waiting until it has been evaluated."""
-        scheduled = self._nonce_of(pid, message_id)
+        return self.result_at(pid, self._nonce_of(pid, message_id).nonce, timeout)
+
+    def slot(self, pid: str, message_id: str) -> int:
+        """The slot (nonce) a message is scheduled at on a process."""
+        return self._nonce_of(pid, message_id).nonce
+
+    def current_slot(self, pid: str) -> int:
+        """The last slot assigned on a process (0: only the process message)."""
+        self.process(pid)
+        return self.store.message_count(pid) - 1
+
+    def result_at(self, pid: str, slot: int, timeout: float | None = None) -> dict:
+        """The result at a slot, waiting until it has been evaluated."""
+        if not 0 <= slot <= self.current_slot(pid):
+            raise NotFound(f"slot {slot} is not scheduled on process {pid}")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.changed:
-            while (row := self.store.result(pid, scheduled.nonce)) is None:
+            while (row := self.store.result(pid, slot)) is None:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if self.closing or (remaining is not None and remaining <= 0):
-                    raise TimeoutError(f"message {message_id} has not been evaluated yet")
+                    raise TimeoutError(f"slot {slot} of process {pid} has not been evaluated yet")
                 self.changed.wait(remaining)
         return row.result
 
@@ -512,7 +538,7 @@ def cu_message(scheduled: ScheduledMessage) -> dict:
     item = DataItem.parse(scheduled.item)
     tags = list(item.tags)
     owner = item.owner_address
-    from_process = first_tag(tags, "From-Process")
+    from_process = first_tag(tags, "From-Process") or first_tag(tags, "From-Signer")
     msg = {
         "Id": item.id,
         "Signature": b64url_encode(item.signature),
