@@ -4,15 +4,10 @@ Items are signed here as aoconnect mainnet signs them: no anchor, data "1984" by
 fixed tags, the user's tags, the transport tags, then Data-Protocol, Type and Variant=ao.N.1.
 """
 
-import base64
-import hashlib
-
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from test_server import OWNER, STRANGER, Served, message_item, served  # noqa: F401 (fixture)
-from weavedrive.ans104 import b64url_decode, b64url_encode, sign_data_item
+from weavedrive.ans104 import b64url_encode, sign_data_item
 
 ANS104 = {"Content-Type": "application/ans104", "codec-device": "ans104@1.0"}
 JSON_CODEC = [("signing-format", "ans104"), ("accept-bundle", "true"), ("require-codec", "application/json")]

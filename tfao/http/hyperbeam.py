@@ -61,6 +61,8 @@ SIGNATURE = re.compile(r"^\s*([A-Za-z0-9_.*-]+)=:([A-Za-z0-9+/=]*):\s*$")
 COMPONENT = re.compile(r'"([^"]+)"')
 PARAMETER = re.compile(r';([a-z0-9_.*-]+)=(?:"([^"]*)"|([0-9]+))')
 CONTENT_DIGEST = re.compile(r"sha-256=:([A-Za-z0-9+/_=-]*):")
+MULTIPART_BOUNDARY = re.compile(r'multipart/form-data;\s*boundary="?([^";]+)"?')
+PART_NAME = re.compile(r'content-disposition:\s*form-data;\s*name="([^"]*)"', re.IGNORECASE)
 
 
 # ---------------------------------------------------------------------------------------------- paths
@@ -101,6 +103,7 @@ class SignedFields:
 
     address: str
     fields: dict[str, str]
+    signature_digest: str  # names this signed request, so a replay of it is scheduled once
 
 
 def verify_httpsig(request: Request, body: bytes) -> SignedFields:
@@ -141,7 +144,9 @@ def verify_httpsig(request: Request, body: bytes) -> SignedFields:
         raise HTTPError(400, "the HTTP message signature does not verify") from None
     fields = {name: ", ".join(value.strip() for value in headers.getlist(name)) for name in names}
     check_content_digest(fields, body)
-    return SignedFields(address_of(modulus), fields)
+    if body:
+        fields.update(body_fields(fields, body))
+    return SignedFields(address_of(modulus), fields, hashlib.sha256(signature).hexdigest())
 
 
 def check_content_digest(fields: dict[str, str], body: bytes) -> None:
@@ -163,6 +168,26 @@ def check_content_digest(fields: dict[str, str], body: bytes) -> None:
                              "newline or '/', or over 4096 bytes, travels in the body, which aoconnect's "
                              "signed request() drops; send such values in an ANS-104 item instead")
     raise HTTPError(400, "the body does not match its Content-Digest")
+
+
+def body_fields(fields: dict[str, str], body: bytes) -> dict[str, str]:
+    """The fields that travel in a signed body: one under ``inline-body-key``, or multipart parts."""
+    if "content-digest" not in fields:
+        raise HTTPError(400, "a signed request's body must be covered by a signed Content-Digest")
+    boundary = MULTIPART_BOUNDARY.search(fields.get("content-type", ""))
+    if boundary is None:
+        return {fields.get("inline-body-key", "data"): body.decode("utf-8", "replace")}
+    delimiter = b"--" + boundary.group(1).encode()
+    parts = {}
+    for part in body.split(delimiter)[1:]:
+        if part.startswith(b"--"):
+            break
+        head, separator, value = part.removeprefix(b"\r\n").removesuffix(b"\r\n").partition(b"\r\n\r\n")
+        name = PART_NAME.search(head.decode("utf-8", "replace"))
+        if not separator or name is None:
+            raise HTTPError(400, "a multipart body part has no content-disposition name")
+        parts[name.group(1)] = value.decode("utf-8", "replace")
+    return parts
 
 
 # ---------------------------------------------------------------------------------------------- routes
@@ -229,8 +254,11 @@ class MainnetAPI:
     async def push_message(self, pid: str, signed: DataItem | SignedFields | None) -> Response:
         checked_id(pid, "process id")
         if isinstance(signed, SignedFields):
-            message_id = await self.server.blocking(self.node.push_signed_fields, pid, signed.address,
-                                                    message_tags(signed.fields), signed.fields.get("data", ""))
+            if signed.fields.get("target") != pid:
+                raise HTTPError(400, f"an HTTP-signed push must sign its target field: {pid}")
+            message_id = await self.server.blocking(
+                self.node.push_signed_fields, pid, signed.address, message_tags(signed.fields),
+                signed.fields.get("data", ""), signed.signature_digest)
         elif isinstance(signed, DataItem):
             if signed.target_id != pid:
                 raise HTTPError(400, f"the message targets {signed.target_id}, not {pid}")

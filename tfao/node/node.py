@@ -111,6 +111,7 @@ class Node:
         self.hosts_lock = threading.RLock()
         self.workers: dict[str, threading.Thread] = {}
         self.changed = threading.Condition()
+        self.signed_push_lock = threading.Lock()
         self.closing = False
         self.module_id = self._default_module()
         threading.Thread(target=self._cron_loop, daemon=True, name="cron").start()
@@ -251,15 +252,23 @@ class Node:
                                   ("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message")]))
         return self.submit(item).id
 
-    def push_signed_fields(self, pid: str, signer: str, tags: Tags, data: str) -> str:
+    def push_signed_fields(self, pid: str, signer: str, tags: Tags, data: str, proof: str) -> str:
         """Schedule a message whose fields ``signer`` signed outside ANS-104 (HTTP message signatures,
         verified by the caller): this node signs the item, tagged ``From-Signer``, so the process sees
-        it as forwarded by this node from ``signer``. Returns the item's id."""
+        it as forwarded by this node from ``signer``. ``proof`` names the signature: pushing the same
+        one again schedules nothing and returns the first item's id."""
         self.process(pid)
-        tags = [(name, value) for name, value in tags if name.lower() not in FORWARDING_TAGS]
-        item = sign_data_item(self.wallet, data_or_space(data), target=pid, tags=[
-            *tags, ("From-Signer", signer), ("Data-Protocol", "ao"), ("Type", "Message")])
-        return self.submit(item).id
+        key = f"signed-push:{pid}:{proof}"
+        with self.signed_push_lock:
+            known = self.store.setting(key)
+            if known is not None:
+                return known
+            tags = [(name, value) for name, value in tags if name.lower() not in FORWARDING_TAGS]
+            item = sign_data_item(self.wallet, data_or_space(data), target=pid, tags=[
+                *tags, ("From-Signer", signer), ("Data-Protocol", "ao"), ("Type", "Message")])
+            self.submit(item)
+            self.store.set_setting(key, item.id)
+            return item.id
 
     def assign(self, pid: str, message_id: str) -> str:
         """Schedule a message this node holds on another local process (aoconnect's ``assign``).
