@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from tfao.bridges.context import ProcessContext
 from tfao.sandbox.host import HostConfig, Zygote
 from tfao.sandbox.aos import limits_from_tags
 from tfao.node.store import NodeStore, ScheduledMessage
@@ -107,7 +108,7 @@ class Node:
         self.address = self.wallet.address
         self.weave = WeaveStore(self.home)
         self.store = NodeStore(self.home / "node.sqlite", durable=not self.temporary if durable is None else durable)
-        self.zygote = Zygote()
+        self.zygote = Zygote(preload=("tfao.bridges.context",))
         self.hosts: dict = {}
         self.hosts_lock = threading.RLock()
         self.workers: dict[str, threading.Thread] = {}
@@ -371,7 +372,7 @@ class Node:
         host = self.zygote.spawn(HostConfig(
             process_id=pid, process_owner=process_item.owner_address, process_tags=list(process_item.tags),
             module_id=module.id, module_owner=module.owner_address, module_tags=list(module.tags),
-            home=str(self.home), memory_limit=memory, compute_limit=compute,
+            home=str(self.home), memory_limit=memory, compute_limit=compute, context_factory=ProcessContext,
         ))
         self.hosts[pid] = host
         env = self._env(pid)
