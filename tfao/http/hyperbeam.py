@@ -48,7 +48,7 @@ from weavedrive.ans104 import DataItem, InvalidDataItem, address_of, b64url_deco
 
 EXECUTION_DEVICES = {"genesis-wasm@1.0", "lua@5.3a"}  # both run on this node's aos Lua runtime
 MAINNET_VARIANT = "ao.N.1"
-DRYRUN_OWNER = "1234"  # who an unsigned dry-run is from (aoconnect's legacy dry-run default)
+UNSET = "1234"  # what aoconnect's legacy dry-run puts in the Id, Owner and Data it is not given
 # httpsig fields that describe the request, not the message
 TRANSPORT_FIELDS = {
     "signature", "signature-input", "content-digest", "content-type", "content-length", "inline-body-key",
@@ -201,8 +201,8 @@ class MainnetAPI:
     def routes(self) -> tuple[list[Route], list[Route]]:
         """Routes to mount before the legacy ones, and catch-alls to mount after them."""
         first = [
-            Route("/~meta@1.0/info", self.info, methods=["GET", "POST"]),
-            Route("/~meta@1.0/info/{key}", self.info_key, methods=["GET", "POST"]),
+            Route("/~meta@1.0/info", self.info, methods=["GET"]),
+            Route("/~meta@1.0/info/{key}", self.info_key, methods=["GET"]),
             Route("/push", self.push, methods=["POST"]),
             Route("/{pid}~process@1.0/{rest:path}", self.process, methods=["GET", "POST"]),
         ]
@@ -319,11 +319,11 @@ class MainnetAPI:
         if isinstance(signed, DataItem):
             owner, data, message_id = signed.owner_address, signed.data.decode("utf-8", "replace"), signed.id
         elif isinstance(signed, SignedFields):
-            owner, data, message_id = signed.address, signed.fields.get("data", ""), DRYRUN_OWNER
+            owner, data, message_id = signed.address, signed.fields.get("data", ""), UNSET
         else:
-            owner, data, message_id = DRYRUN_OWNER, "", DRYRUN_OWNER
+            owner, data, message_id = UNSET, "", UNSET
         message = {
-            "Id": message_id, "Owner": owner, "Target": pid, "Anchor": "0", "Data": data or DRYRUN_OWNER,
+            "Id": message_id, "Owner": owner, "Target": pid, "Anchor": "0", "Data": data or UNSET,
             "Tags": [{"name": name, "value": value} for name, value in tags] + [
                 {"name": "Data-Protocol", "value": "ao"}, {"name": "Type", "value": "Message"},
                 {"name": "Variant", "value": MAINNET_VARIANT}],
