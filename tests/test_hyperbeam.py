@@ -102,6 +102,19 @@ def test_messages_get_consecutive_slots_and_results(mainnet, pid):
     assert mainnet.http.get(f"/{pid}~process@1.0/compute&slot={first}").json()["slot"] == first
 
 
+def test_results_by_message_id(mainnet, pid):
+    item = mainnet_message(pid, "return 'by id'", tags=[("Action", "Eval")])
+    assert mainnet.post(f"/{pid}~process@1.0/push", item).status_code == 200
+    for path in (f"compute/results={item.id}", f"compute={item.id}", f"compute/{item.id}"):
+        assert mainnet.http.get(f"/{pid}~process@1.0/{path}").json()["raw"]["Output"]["data"] == "by id"
+
+
+def test_the_bridges_load_in_mainnet_processes(mainnet, pid):
+    raw = mainnet.eval(pid, 'return type(require("transformers").bert.encode_text) .. " " .. '
+                            'type(require("weavedrive").getData)')
+    assert "Error" not in raw and raw["Output"]["data"] == "function function"
+
+
 def test_now_and_slot_report_the_current_state(mainnet, pid):
     slot = mainnet.push(pid, "return 'latest'", tags=[("Action", "Eval")])
     assert mainnet.http.get(f"/{pid}~process@1.0/now").json()["raw"]["Output"]["data"] == "latest"

@@ -297,18 +297,16 @@ class MainnetAPI:
         raise HTTPError(404, f"{request.url.path[:200]} is not a route of this node's process@1.0")
 
     async def compute(self, pid: str, segments: list[Segment]) -> Response:
-        """``compute=N``, ``compute&slot=N``, ``compute/results=N``, ``compute/N`` or ``compute/MSGID``."""
+        """``compute=N``, ``compute&slot=N``, ``compute/results=N``, ``compute/N``; N a slot or a message id."""
         first = segments[0]
-        slot = first.value or dict(first.params).get("slot")
-        if slot is None and len(segments) > 1:
-            following = segments[1]
-            slot = following.value if following.key == "results" else following.key
-            if slot and not slot.isdigit():
-                return await self.computed(pid, await self.server.blocking(
-                    self.node.slot, pid, checked_id(slot, "message id")))
-        if not slot:
-            slot = str(await self.server.blocking(self.node.current_slot, pid))
-        return await self.computed(pid, slot_number(slot))
+        target = first.value or dict(first.params).get("slot")
+        if target is None and len(segments) > 1:
+            target = segments[1].value if segments[1].key == "results" else segments[1].key
+        if not target:
+            return await self.computed(pid, await self.server.blocking(self.node.current_slot, pid))
+        if is_id(target):
+            return await self.computed(pid, await self.server.blocking(self.node.slot, pid, target))
+        return await self.computed(pid, slot_number(target))
 
     async def computed(self, pid: str, slot: int) -> Response:
         result = await self.server.blocking(self.node.result_at, pid, slot, timeout=self.server.result_wait)
