@@ -197,6 +197,7 @@ def test_unknown_processes_slots_and_routes(mainnet, pid):
     assert mainnet.http.get(f"/{unknown}~process@1.0/now").status_code == 404
     assert mainnet.http.get(f"/{pid}~process@1.0/compute=999999").status_code == 404
     assert mainnet.http.get(f"/{pid}~process@1.0/compute=x").status_code == 400
+    assert mainnet.http.get(f"/{pid}~process@1.0/compute=\u00b2").status_code == 400  # a digit, not ASCII
     assert mainnet.http.get(f"/{pid}~process@1.0/nothing-here").status_code == 404
 
 

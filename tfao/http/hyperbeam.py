@@ -91,7 +91,7 @@ def parse_path(rest: str) -> list[Segment]:
 
 
 def slot_number(value: str) -> int:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise HTTPError(400, f"a slot is a non-negative integer, got {value[:64]!r}")
     return int(value)
 
@@ -116,7 +116,7 @@ def verify_httpsig(request: Request, body: bytes) -> SignedFields:
     label, components, parameters = input_match.groups()
     if signature_match.group(1) != label:
         raise HTTPError(400, f"Signature names {signature_match.group(1)!r}, Signature-Input {label!r}")
-    params = {name: quoted if quoted is not None else number for name, quoted, number in PARAMETER.findall(parameters)}
+    params = {name: quoted or number for name, quoted, number in PARAMETER.findall(parameters)}
     if params.get("alg") != "rsa-pss-sha512":
         raise HTTPError(400, f"signature algorithm {params.get('alg')!r} is not supported (use rsa-pss-sha512)")
     names = COMPONENT.findall(components)
