@@ -13,6 +13,9 @@ gateway    ``POST /graphql``, ``GET|HEAD /raw/ID``, ``GET|HEAD /ID``, ``GET /tx/
            ``GET /block/height/H``; data routes honour ``Range: bytes=a-b``
 =========  ===================================================================================
 
+HyperBEAM's mainnet routes (``/push``, ``/PID~process@1.0/...``, ``/~meta@1.0/info``) answer on the
+same port, over the same processes: see ``tfao.http.hyperbeam``.
+
 ``GET /ID`` is both the SU's message listing and the gateway's data route. The rule: when the
 query string has ``process-id`` or a paging parameter (``from``, ``to``, ``limit``, ``from-nonce``,
 ``to-nonce``), the scheduler answers; otherwise the weave item's data is served if the weave has it,
@@ -422,8 +425,12 @@ def exception_handlers() -> dict:
 
 def create_app(node: Node, *, max_body: int = DEFAULT_MAX_BODY, result_wait: float = RESULT_WAIT) -> Starlette:
     """The ASGI app serving ``node`` (see the module docstring for the routes)."""
+    from tfao.http.hyperbeam import MainnetAPI  # it builds on this module's handlers
+
     server = NodeServer(node, max_body=max_body, result_wait=result_wait)
+    mainnet_first, mainnet_last = MainnetAPI(server).routes()
     routes = [
+        *mainnet_first,
         Route("/", server.info, methods=["GET"]),
         Route("/", server.post_root, methods=["POST"]),
         Route("/timestamp", server.timestamp, methods=["GET"]),
@@ -439,6 +446,7 @@ def create_app(node: Node, *, max_body: int = DEFAULT_MAX_BODY, result_wait: flo
         Route("/block/height/{height}", server.block, methods=["GET"]),
         Route("/{pid}/latest", server.latest, methods=["GET"]),
         Route("/{id}", server.by_id, methods=["GET", "HEAD"]),
+        *mainnet_last,
     ]
     app = Starlette(routes=routes, exception_handlers=exception_handlers(), lifespan=server.lifespan)
     app.state.node_server = server
