@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from tfao.sandbox.host import HostConfig, Zygote
+from tfao.sandbox.host import DEFAULT_EVAL_TIMEOUT, HostConfig, Zygote
 from tfao.sandbox.aos import limits_from_tags
 from tfao.node.store import NodeStore, ScheduledMessage
 from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_decode, b64url_encode, sign_data_item
@@ -31,6 +31,8 @@ VARIANT = "ao.TN.1"
 # tags the messenger rewrites when it pushes an outbox message (section 1.6 of the protocol notes)
 PUSH_DROPPED_TAGS = {"Data-Protocol", "Type", "From-Process", "From-Module", "Assignments"}
 REPLAY_BATCH = 500
+MAX_DRYRUNS = 4  # dry-runs evaluating at once; more wait up to DRYRUN_QUEUE_WAIT, then are refused
+DRYRUN_QUEUE_WAIT = 5.0
 CRON_TICK = 1.0  # seconds between checks for due cron messages
 CRON_UNITS_MS = {"millisecond": 1, "second": 1000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_000,
                  "week": 604_800_000, "month": 2_592_000_000, "year": 31_536_000_000}
@@ -44,6 +46,10 @@ class NodeError(Exception):
 
 class NotFound(NodeError):
     pass
+
+
+class NodeBusy(NodeError):
+    """The node is at one of its capacity limits right now; the request may be retried later."""
 
 
 def tag_list(tags) -> list[tuple[str, str]]:
@@ -95,7 +101,11 @@ def decode_cursor(value: str) -> tuple[str, int]:
 class Node:
     """A local AO node over a home folder (``home=None``: a temporary, non-durable one)."""
 
-    def __init__(self, home: str | Path | None = None, *, wallet: Wallet | None = None, durable: bool | None = None):
+    def __init__(self, home: str | Path | None = None, *, wallet: Wallet | None = None, durable: bool | None = None,
+                 eval_timeout: float = DEFAULT_EVAL_TIMEOUT, max_dryruns: int = MAX_DRYRUNS):
+        self.eval_timeout = eval_timeout
+        self.max_dryruns = max_dryruns
+        self.dryrun_slots = threading.BoundedSemaphore(max_dryruns)
         self.temporary = home is None
         self.home = Path(tempfile.mkdtemp(prefix="tfao-node-")) if home is None else Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
@@ -339,7 +349,7 @@ class Node:
         host = self.zygote.spawn(HostConfig(
             process_id=pid, process_owner=process_item.owner_address, process_tags=list(process_item.tags),
             module_id=module.id, module_owner=module.owner_address, module_tags=list(module.tags),
-            home=str(self.home), memory_limit=memory, compute_limit=compute,
+            home=str(self.home), memory_limit=memory, compute_limit=compute, eval_timeout=self.eval_timeout,
         ))
         self.hosts[pid] = host
         env = self._env(pid)
@@ -467,7 +477,12 @@ class Node:
         owner = msg.get("Owner")
         msg["From"] = first_tag(tag_list(msg["Tags"]), "From-Process") or msg.get("From") or owner
         msg["Read-Only"] = True
-        return self._host(pid).dryrun(msg, self._env(pid))
+        if not self.dryrun_slots.acquire(timeout=DRYRUN_QUEUE_WAIT):
+            raise NodeBusy(f"{self.max_dryruns} dry-runs are already running on this node; retry later")
+        try:
+            return self._host(pid).dryrun(msg, self._env(pid))
+        finally:
+            self.dryrun_slots.release()
 
 
 class ProcessHandle:

@@ -6,7 +6,10 @@ in ``load``, an ``os`` and ``io`` without host access. Bridged Python modules re
 functions that take and return plain values (see ``to_python``/``to_lua``).
 
 Limits: ``max_memory`` bounds the Lua heap; an instruction budget per call (a count hook installed
-on every coroutine) bounds compute. Both surface as Lua errors; the caller decides what they mean.
+on every coroutine, xpcall message handlers and ``__gc`` finalizers) bounds compute; what one bridge
+call may pass to the host is bounded too (``HostAllowance``). All surface as Lua errors; the caller
+decides what they mean. Work no instruction count sees (a backtracking pattern) is left to the
+host's wall-clock limit (see ``tfao.sandbox.host``).
 """
 
 from __future__ import annotations
@@ -26,13 +29,19 @@ LuaMemoryError = lupa.LuaMemoryError
 # Instructions between two compute-budget checks: the hook costs one Lua call per step.
 HOOK_STEP = 10_000
 MAX_TABLE_DEPTH = 64
+# What one bridge call may pass to the host (see HostAllowance).
+MAX_HOST_VALUES = 200_000
+MAX_HOST_BYTES = 2**30
+SHARED_STRING_BYTES = 2**16
+# Instructions one ``__gc`` finalizer may run (they run at collections, outside any handler).
+FINALIZER_BUDGET = 1_000_000
 
 COMPUTE_LIMIT_MESSAGE = "compute limit exceeded"
 
 # Runs once with full privileges, then removes what untrusted code must not reach. It returns the
 # functions the host keeps: the budget setter and the module loader.
 SANDBOX_BOOTSTRAP = r"""
-local sources, bridges, compute_message, hook_step = ...
+local sources, bridges, compute_message, hook_step, finalizer_budget = ...
 local sethook, gethook = debug.sethook, debug.gethook
 local raw_load, raw_type, raw_error, raw_getmetatable = load, type, error, getmetatable
 local co_create, co_wrap = coroutine.create, coroutine.wrap
@@ -55,6 +64,43 @@ local function arm(thread) sethook(thread, on_count, "", hook_step) end
 local function rearm()
   sethook()
   arm(coroutine.running())
+end
+
+-- A hook that raises the budget error suspends hooks until the error is caught (ldo.c), and Lua
+-- runs the message handler of an xpcall and every __gc finalizer before that (finalizers always
+-- run unhooked, lgc.c): neither may then run user code unmetered.
+local raw_xpcall = xpcall
+xpcall = function(f, handler, ...)
+  if raw_type(handler) ~= "function" then return raw_xpcall(f, handler, ...) end
+  return raw_xpcall(f, function(e)
+    if meter.used >= meter.budget then return e end  -- the budget error itself: the handler is skipped
+    return handler(e)
+  end, ...)
+end
+
+-- A finalizer runs in an armed coroutine with a budget of its own; one that fails or overruns it is
+-- stopped there (in Lua an error in a finalizer is only a warning), so the message goes on and the
+-- object, finalized once, cannot stall every later collection.
+local raw_setmetatable, raw_rawget, raw_rawset, co_resume = setmetatable, rawget, rawset, coroutine.resume
+local finalizers = raw_setmetatable({}, { __mode = "k" })
+local function metered_finalizer(gc)
+  local wrapped = function(object)
+    local budget = meter.budget
+    meter.budget = math.min(budget, meter.used + finalizer_budget)
+    local co = co_create(gc)
+    arm(co)
+    co_resume(co, object)
+    meter.budget = budget
+  end
+  finalizers[wrapped] = true
+  return wrapped
+end
+setmetatable = function(t, mt)
+  if raw_type(mt) == "table" then
+    local gc = raw_rawget(mt, "__gc")
+    if raw_type(gc) == "function" and not finalizers[gc] then raw_rawset(mt, "__gc", metered_finalizer(gc)) end
+  end
+  return raw_setmetatable(t, mt)
 end
 
 coroutine.create = function(f)
@@ -209,7 +255,7 @@ class LuaVM:
         source_table = self.lua.table_from(dict(sources if sources is not None else bundled_sources()))
         bootstrap = self.lua.execute(b"return function(...) " + SANDBOX_BOOTSTRAP.encode() + b" end")
         self._meter, self._rearm = bootstrap(
-            source_table, bridge_tables, COMPUTE_LIMIT_MESSAGE.encode(), HOOK_STEP
+            source_table, bridge_tables, COMPUTE_LIMIT_MESSAGE.encode(), HOOK_STEP, FINALIZER_BUDGET
         )
 
     def _bridge_table(self, functions: Mapping[str, Callable]):
@@ -220,7 +266,8 @@ class LuaVM:
 
         def call(*args):
             try:
-                result = fn(*(to_python(a) for a in args))
+                allowance = HostAllowance()
+                result = fn(*(to_python(a, allowance=allowance) for a in args))
             except Exception as exc:  # every failure becomes a Lua-visible message, never a host trace
                 return False, str(exc).encode()
             return True, to_lua(self.lua, result)
@@ -240,12 +287,38 @@ class LuaVM:
         self._rearm()
 
 
-def to_python(value: Any, depth: int = 0) -> Any:
+class HostAllowance:
+    """What one bridge call may still pass to the host: shared sub-tables are copied each time they
+    appear, so a table nested in itself 22 times would expand to millions of values. A large string
+    met again (the same model bytes under two keys) is passed once and charged once."""
+
+    def __init__(self, values: int = MAX_HOST_VALUES, size: int = MAX_HOST_BYTES):
+        self.values, self.size = values, size
+        self.large: dict[bytes, bytes] = {}
+
+    def charge(self, value: Any) -> Any:
+        """The value to pass (one copy of each large string), once it fits what is left."""
+        self.values -= 1
+        if isinstance(value, bytes):
+            if len(value) >= SHARED_STRING_BYTES:
+                first = self.large.setdefault(value, value)
+                if first is not value:
+                    value, self.size = first, self.size + len(value)
+            self.size -= len(value)
+        if self.values < 0 or self.size < 0:
+            raise ValueError(f"the value is too large to pass to the host "
+                             f"(at most {MAX_HOST_VALUES} values and {MAX_HOST_BYTES} bytes of strings)")
+        return value
+
+
+def to_python(value: Any, depth: int = 0, allowance: HostAllowance | None = None) -> Any:
     """Lua value -> plain Python: sequence tables -> list, other tables -> dict with str keys."""
+    allowance = allowance or HostAllowance()
+    value = allowance.charge(value)
     if lupa.lua_type(value) == "table":
         if depth > MAX_TABLE_DEPTH:
             raise ValueError("table nesting too deep (or cyclic)")
-        items = [(to_python(k, depth + 1), to_python(v, depth + 1)) for k, v in value.items()]
+        items = [(to_python(k, depth + 1, allowance), to_python(v, depth + 1, allowance)) for k, v in value.items()]
         keys = [k for k, _ in items]
         if keys and all(isinstance(k, int) for k in keys) and sorted(keys) == list(range(1, len(keys) + 1)):
             return [v for _, v in sorted(items, key=lambda kv: kv[0])]
