@@ -4,6 +4,14 @@
 timestamp, a block height and a hash-chain link with a signed assignment, stores both before
 acknowledging, evaluates them in order in the process's host, stores the result, and pushes the
 outbox (messages, spawns, assignments) to local processes as the messenger would.
+
+An outbox entry the node cannot turn into a valid message (not a table, tags over the ANS-104
+limits, a spawn of a module this node does not hold, ...) is refused, as a messenger's push
+would fail: the process's state and the entry stay as the process made them, nothing is delivered
+for that entry, and the result lists why under ``Refused``: ``[{"Kind": "Messages" | "Spawns" |
+"Assignments", "Index": n (1-based), "Error": "..."}]``. A refused spawn creates no process and
+no ``Spawned`` notice is sent, so a process that spawns an unknown module sees its spawn in
+``Spawns`` and a refusal, never a process that cannot run.
 """
 
 from __future__ import annotations
@@ -19,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from tfao.sandbox.host import DEFAULT_EVAL_TIMEOUT, HostConfig, Zygote
-from tfao.sandbox.aos import limits_from_tags
+from tfao.sandbox.host import DEFAULT_EVAL_TIMEOUT, HostConfig, HostError, Zygote
+from tfao.sandbox.aos import error_result, limits_from_tags
 from tfao.node.store import NodeStore, ScheduledMessage
 from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_decode, b64url_encode, sign_data_item
 from weavedrive.store import WeaveStore
@@ -375,55 +383,81 @@ class Node:
             scheduled = self.store.message(pid, self.store.evaluated_upto(pid) + 1)
             try:
                 result = host.evaluate(cu_message(scheduled), env)
-            except Exception:
+            except HostError as exc:
                 if self.closing:
                     return
-                raise
+                result = error_result(f"the process host stopped during the evaluation: {exc}")
             with self.store.transaction() as conn:
-                self.store.add_result(conn, scheduled, result)
-                if "Error" not in result:
-                    self._push_outbox(conn, pid, scheduled, result)
+                refused = [] if "Error" in result else self._push_outbox(conn, pid, scheduled, result)
+                self.store.add_result(conn, scheduled, dict(result, Refused=refused) if refused else result)
             self._wake()
+            if host.closed and not self.closing:
+                self._restart(pid)
+                return
 
-    def _push_outbox(self, conn, pid: str, scheduled: ScheduledMessage, result: dict) -> None:
-        """Deliver what the process sent to local processes, in the result's transaction."""
-        module = self.store.message(pid, 0)
-        module_id = DataItem.parse(module.item).tag("Module")
-        for out in result.get("Messages", []):
-            target = out.get("Target")
-            if not target or not self.store.has_process(target):
-                continue  # not on this node: kept in the result for whoever relays it
-            tags = [(t["name"], t["value"]) for t in out.get("Tags", []) if t["name"] not in PUSH_DROPPED_TAGS]
-            tags += [("Data-Protocol", "ao"), ("Type", "Message"), ("From-Process", pid),
-                     ("From-Module", module_id), ("Pushed-For", scheduled.id)]
-            item = sign_data_item(self.wallet, data_or_space(out.get("Data") or ""), target=target,
-                                  anchor=_anchor(out.get("Anchor")), tags=tags)
-            self._record(item)
-            self._schedule(conn, target, item)
-            self._host(target)
-        for spawn in result.get("Spawns", []):
-            tags = [(t["name"], t["value"]) for t in spawn.get("Tags", [])]
-            if first_tag(tags, "Scheduler") is None:
-                tags.append(("Scheduler", self.address))
-            item = sign_data_item(self.wallet, data_or_space(spawn.get("Data") or ""),
-                                  anchor=_anchor(spawn.get("Anchor")), tags=tags)
-            self._create_process(item, conn)
-            spawned = [("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message"), ("Action", "Spawned"),
-                       ("Process", item.id), ("From-Process", pid), ("Pushed-For", scheduled.id)]
-            reference = first_tag(tags, "Reference")
-            if reference is not None:
-                spawned.append(("Reference", reference))
-            reply = sign_data_item(self.wallet, item.id, target=pid, tags=spawned)
-            self._record(reply)
-            self._schedule(conn, pid, reply)
-        for assignment in result.get("Assignments", []):
-            message = self.store.find_message(assignment.get("Message", ""))
-            if message is None:
-                continue
-            for target in assignment.get("Processes", []):
-                if self.store.has_process(target):
-                    self._schedule(conn, target, DataItem.parse(message.item))
-                    self._host(target)
+    def _restart(self, pid: str) -> None:
+        """Rebuild a process host that went away (its state comes back from the log)."""
+        with self.hosts_lock:
+            self.hosts.pop(pid, None)
+            self._start(pid)
+
+    def _push_outbox(self, conn, pid: str, scheduled: ScheduledMessage, result: dict) -> list[dict]:
+        """Deliver what the process sent to local processes, in the result's transaction; returns the refusals."""
+        module_id = DataItem.parse(self.store.message(pid, 0).item).tag("Module")
+        push = {"Messages": lambda out: self._push_message(conn, pid, module_id, scheduled, out),
+                "Spawns": lambda spawn: self._push_spawn(conn, pid, scheduled, spawn),
+                "Assignments": lambda assignment: self._push_assignment(conn, assignment)}
+        refused = []
+        for kind, deliver in push.items():
+            for index, entry in enumerate(result.get(kind, []), start=1):
+                conn.execute("SAVEPOINT outbox_entry")
+                try:
+                    if not isinstance(entry, dict):
+                        raise NodeError(f"an outbox entry must be a table, not {_lua_type_name(entry)}")
+                    deliver(entry)
+                except Exception as exc:  # the entry is refused, the message's result and the process go on
+                    conn.execute("ROLLBACK TO outbox_entry")
+                    refused.append({"Kind": kind, "Index": index, "Error": _refusal_text(exc)})
+                conn.execute("RELEASE outbox_entry")
+        return refused
+
+    def _push_message(self, conn, pid: str, module_id: str, scheduled: ScheduledMessage, out: dict) -> None:
+        target = out.get("Target")
+        if not target or not self.store.has_process(target):
+            return  # not on this node: kept in the result for whoever relays it
+        tags = [(t["name"], t["value"]) for t in out.get("Tags", []) if t["name"] not in PUSH_DROPPED_TAGS]
+        tags += [("Data-Protocol", "ao"), ("Type", "Message"), ("From-Process", pid),
+                 ("From-Module", module_id), ("Pushed-For", scheduled.id)]
+        item = sign_data_item(self.wallet, data_or_space(out.get("Data") or ""), target=target,
+                              anchor=_anchor(out.get("Anchor")), tags=tags)
+        self._record(item)
+        self._schedule(conn, target, item)
+        self._host(target)
+
+    def _push_spawn(self, conn, pid: str, scheduled: ScheduledMessage, spawn: dict) -> None:
+        tags = [(t["name"], t["value"]) for t in spawn.get("Tags", [])]
+        if first_tag(tags, "Scheduler") is None:
+            tags.append(("Scheduler", self.address))
+        item = sign_data_item(self.wallet, data_or_space(spawn.get("Data") or ""),
+                              anchor=_anchor(spawn.get("Anchor")), tags=tags)
+        self._create_process(item, conn)
+        spawned = [("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message"), ("Action", "Spawned"),
+                   ("Process", item.id), ("From-Process", pid), ("Pushed-For", scheduled.id)]
+        reference = first_tag(tags, "Reference")
+        if reference is not None:
+            spawned.append(("Reference", reference))
+        reply = sign_data_item(self.wallet, item.id, target=pid, tags=spawned)
+        self._record(reply)
+        self._schedule(conn, pid, reply)
+
+    def _push_assignment(self, conn, assignment: dict) -> None:
+        message = self.store.find_message(assignment.get("Message", ""))
+        if message is None:
+            return
+        for target in assignment.get("Processes", []):
+            if self.store.has_process(target):
+                self._schedule(conn, target, DataItem.parse(message.item))
+                self._host(target)
 
     def _nonce_of(self, pid: str, message_id: str) -> ScheduledMessage:
         if not self.store.has_process(pid):
@@ -547,6 +581,20 @@ def cu_message(scheduled: ScheduledMessage) -> dict:
     if from_process:
         msg["Forwarded-By"] = owner
     return msg
+
+
+def _lua_type_name(value) -> str:
+    return {str: "a string", bool: "a boolean", int: "a number", float: "a number", list: "a list"}.get(
+        type(value), "nil" if value is None else "a value")
+
+
+def _refusal_text(exc: Exception) -> str:
+    """Why an outbox entry was refused, in words for the process's author (never a host trace)."""
+    if isinstance(exc, (NodeError, InvalidDataItem)):
+        return str(exc)
+    if isinstance(exc, (KeyError, TypeError, AttributeError, ValueError)):
+        return f"the entry is not a valid message ({type(exc).__name__}: {exc})"
+    return f"the node could not deliver the entry ({type(exc).__name__})"
 
 
 def _tag_objects(tags: Iterable[tuple[str, str]]) -> list[dict]:
