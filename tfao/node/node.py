@@ -20,12 +20,13 @@ import base64
 import fcntl
 import hashlib
 import json
+import resource
 import shutil
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from tfao.sandbox.host import DEFAULT_EVAL_TIMEOUT, HostConfig, HostError, Zygote
 from tfao.sandbox.aos import error_result, limits_from_tags
@@ -39,6 +40,10 @@ VARIANT = "ao.TN.1"
 # tags the messenger rewrites when it pushes an outbox message (section 1.6 of the protocol notes)
 PUSH_DROPPED_TAGS = {"Data-Protocol", "Type", "From-Process", "From-Module", "Assignments"}
 REPLAY_BATCH = 500
+MAX_PROCESSES = 1000  # processes on one node (each runs a host: an OS process, 3 node descriptors, 2 threads)
+MAX_PROCESSES_PER_OWNER = 100  # processes one wallet may spawn (processes spawned by processes count in total only)
+FDS_PER_PROCESS = 3
+MAX_POSITION = 2**62  # the largest nonce, timestamp or height a query may name (SQLite integers are 64-bit)
 MAX_DRYRUNS = 4  # dry-runs evaluating at once; more wait up to DRYRUN_QUEUE_WAIT, then are refused
 DRYRUN_QUEUE_WAIT = 5.0
 CRON_TICK = 1.0  # seconds between checks for due cron messages
@@ -58,6 +63,25 @@ class NotFound(NodeError):
 
 class NodeBusy(NodeError):
     """The node is at one of its capacity limits right now; the request may be retried later."""
+
+
+class QuotaExceeded(NodeError):
+    """The sender has used its share of the node (its processes)."""
+
+
+def descriptor_limit() -> int:
+    """The open-file limit, after raising the soft limit to the hard one: processes and connections
+    both cost descriptors, and the soft default (often 1024) is what an idle client can exhaust."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft if soft != resource.RLIM_INFINITY else 2**20
+
+
+def default_process_cap() -> int:
+    """At most MAX_PROCESSES, and no more than 3/8 of the descriptors (each host holds 3 of the node's)."""
+    return max(1, min(MAX_PROCESSES, descriptor_limit() * 3 // 8 // FDS_PER_PROCESS))
 
 
 def tag_list(tags) -> list[tuple[str, str]]:
@@ -97,21 +121,25 @@ def encode_cursor(timestamp: int, nonce: int, sort: str) -> str:
 
 def decode_cursor(value: str) -> tuple[str, int]:
     """('nonce', n) for a cursor, ('timestamp', t) for a bare timestamp."""
-    if value.isdigit():
-        return "timestamp", int(value)
     try:
-        payload = json.loads(base64.b64decode(value))
-        return "nonce", int(payload["ordinate"])
+        kind, number = ("timestamp", int(value)) if value.isdigit() else (
+            "nonce", int(json.loads(base64.b64decode(value))["ordinate"]))
     except (ValueError, KeyError, TypeError):
-        raise NodeError(f"invalid cursor {value!r}") from None
+        raise NodeError(f"invalid cursor {value[:64]!r}") from None
+    if not 0 <= number <= MAX_POSITION:
+        raise NodeError(f"cursor {value[:64]!r} is out of range (0 to {MAX_POSITION})")
+    return kind, number
 
 
 class Node:
     """A local AO node over a home folder (``home=None``: a temporary, non-durable one)."""
 
     def __init__(self, home: str | Path | None = None, *, wallet: Wallet | None = None, durable: bool | None = None,
-                 eval_timeout: float = DEFAULT_EVAL_TIMEOUT, max_dryruns: int = MAX_DRYRUNS):
+                 eval_timeout: float = DEFAULT_EVAL_TIMEOUT, max_dryruns: int = MAX_DRYRUNS,
+                 max_processes: int | None = None, max_processes_per_owner: int = MAX_PROCESSES_PER_OWNER):
         self.eval_timeout = eval_timeout
+        self.max_processes = max_processes or default_process_cap()
+        self.max_processes_per_owner = max_processes_per_owner
         self.max_dryruns = max_dryruns
         self.dryrun_slots = threading.BoundedSemaphore(max_dryruns)
         self.temporary = home is None
@@ -127,6 +155,7 @@ class Node:
         self.hosts_lock = threading.RLock()
         self.workers: dict[str, threading.Thread] = {}
         self.changed = threading.Condition()
+        self.result_listeners: list[Callable[[str], None]] = []  # called with a process id after each result
         self.closing = False
         self.module_id = self._default_module()
         threading.Thread(target=self._cron_loop, daemon=True, name="cron").start()
@@ -214,6 +243,7 @@ class Node:
             raise NotFound(f"module {module_id} not found on this node")
         if self.store.has_process(item.id):
             return
+        self._check_process_caps(item.owner_address)
         self._record(item)
         if conn is None:
             with self.store.transaction() as conn:
@@ -221,6 +251,13 @@ class Node:
         else:
             self._register(conn, item, module_id)
         self._host(item.id)
+
+    def _check_process_caps(self, owner: str) -> None:
+        if self.store.process_count() >= self.max_processes:
+            raise NodeBusy(f"this node runs at most {self.max_processes} processes")
+        if owner != self.address and self.store.process_count(owner) >= self.max_processes_per_owner:
+            raise QuotaExceeded(f"{owner} already has {self.max_processes_per_owner} processes on this node, "
+                                "the most one wallet may spawn here")
 
     def _register(self, conn, item: DataItem, module_id: str) -> None:
         self.store.add_process(conn, item.id, item.owner_address, module_id, item.tag("Name"))
@@ -391,6 +428,8 @@ class Node:
                 refused = [] if "Error" in result else self._push_outbox(conn, pid, scheduled, result)
                 self.store.add_result(conn, scheduled, dict(result, Refused=refused) if refused else result)
             self._wake()
+            for listener in list(self.result_listeners):
+                listener(pid)
             if host.closed and not self.closing:
                 self._restart(pid)
                 return
@@ -478,6 +517,10 @@ class Node:
                     raise TimeoutError(f"message {message_id} has not been evaluated yet")
                 self.changed.wait(remaining)
         return row.result
+
+    def has_result(self, pid: str, message_id: str) -> bool:
+        """Whether a scheduled message has been evaluated (NotFound if it is not scheduled there)."""
+        return self.store.result(pid, self._nonce_of(pid, message_id).nonce) is not None
 
     def results(self, pid: str, *, from_: str | None = None, to: str | None = None, sort: str = "ASC",
                 limit: int = 25) -> dict:

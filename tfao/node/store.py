@@ -125,6 +125,12 @@ class NodeStore:
         rows = self._conn().execute("SELECT id, owner, module, name FROM processes ORDER BY created").fetchall()
         return [dict(zip(("id", "owner", "module", "name"), row)) for row in rows]
 
+    def process_count(self, owner: str | None = None) -> int:
+        """How many processes the log holds (those of ``owner`` if given)."""
+        if owner is None:
+            return self._conn().execute("SELECT COUNT(*) FROM processes").fetchone()[0]
+        return self._conn().execute("SELECT COUNT(*) FROM processes WHERE owner = ?", (owner,)).fetchone()[0]
+
     def process_owner(self, pid: str) -> str | None:
         row = self._conn().execute("SELECT owner FROM processes WHERE id = ?", (pid,)).fetchone()
         return row[0] if row else None
