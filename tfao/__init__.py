@@ -11,7 +11,7 @@ _EXPORTS = {
     "Node": "tfao.node",
     "ProcessHandle": "tfao.node",
     "pipeline": "tfao.models.pipelines",
-    "BertModel": "tfao.kernels.bert",
+    "BertModel": "tfao.models.bert",
 }
 __all__ = sorted(_EXPORTS)
 

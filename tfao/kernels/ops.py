@@ -5,14 +5,14 @@ composition; ``fast`` is plain float32 numpy/BLAS. Each concern lives in its own
 ``reductions``, ``transcendentals`` and ``nn``.
 """
 
-from .gemm import Linear, gemm_bits, matmul
-from .modes import MODES, current_mode, math_mode, resolve_mode
+from .gemm import Linear, PreparedStore, gemm_bits, matmul
+from .modes import KERNELS_VERSION, MODES, current_mode, math_mode, resolve_mode
 from .nn import ACTIVATIONS, gelu, gelu_tanh, l2_normalize, layer_norm, max_pool, mean_pool, relu, softmax
 from .reductions import max_reduce, tree_sum
 from .transcendentals import erf, exp, tanh
 
 __all__ = [
-    "ACTIVATIONS", "MODES", "Linear", "current_mode", "erf", "exp", "gelu", "gelu_tanh", "gemm_bits", "l2_normalize",
+    "ACTIVATIONS", "KERNELS_VERSION", "MODES", "Linear", "PreparedStore", "current_mode", "erf", "exp", "gelu", "gelu_tanh", "gemm_bits", "l2_normalize",
     "layer_norm", "math_mode", "matmul", "max_pool", "max_reduce", "mean_pool", "relu", "resolve_mode", "softmax",
     "tanh", "tree_sum",
 ]

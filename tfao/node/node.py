@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from tfao.bridges.context import ProcessContext
 from tfao.sandbox.host import DEFAULT_EVAL_TIMEOUT, HostConfig, HostError, Zygote
 from tfao.sandbox.aos import error_result, limits_from_tags
 from tfao.node.store import NodeStore, ScheduledMessage
@@ -150,7 +151,7 @@ class Node:
         self.address = self.wallet.address
         self.weave = WeaveStore(self.home)
         self.store = NodeStore(self.home / "node.sqlite", durable=not self.temporary if durable is None else durable)
-        self.zygote = Zygote()
+        self.zygote = Zygote(preload=("tfao.bridges.context",))
         self.hosts: dict = {}
         self.hosts_lock = threading.RLock()
         self.workers: dict[str, threading.Thread] = {}
@@ -394,7 +395,8 @@ class Node:
         host = self.zygote.spawn(HostConfig(
             process_id=pid, process_owner=process_item.owner_address, process_tags=list(process_item.tags),
             module_id=module.id, module_owner=module.owner_address, module_tags=list(module.tags),
-            home=str(self.home), memory_limit=memory, compute_limit=compute, eval_timeout=self.eval_timeout,
+            home=str(self.home), memory_limit=memory, compute_limit=compute, context_factory=ProcessContext,
+            eval_timeout=self.eval_timeout,
         ))
         self.hosts[pid] = host
         env = self._env(pid)

@@ -73,11 +73,19 @@ class AosProcess:
         except LuaMemoryError:
             return error_result("out of memory: the process exceeded its Memory-Limit")
         except LuaError as exc:
-            return error_result(_lua_error_text(exc))
+            return error_result(self._halt_text() or _lua_error_text(exc))
+        halt = self._halt_text()
+        if halt is not None:  # a halt ends the message even when the Lua code caught its error
+            return error_result(halt)
         reply = json.loads(raw)
         if not reply.get("ok"):
             return error_result(_error_text(reply.get("response")))
         return merge_result(reply.get("response") or {})
+
+
+    def _halt_text(self) -> str | None:
+        halt = self.vm.halt_message()
+        return None if halt is None else _error_text(halt)
 
 
 def _lua_error_text(exc: LuaError) -> str:

@@ -38,8 +38,8 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from typing import Callable
 
-from tfao.kernels.ops import math_mode
 from tfao.sandbox.aos import error_result
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -50,7 +50,11 @@ DRYRUN_GRACE = 5.0
 
 @dataclass
 class HostConfig:
-    """What a holder needs to build its process: limits and the context of its bridges."""
+    """What a holder needs to build its process: limits and the context of its bridges.
+
+    ``context_factory(config)`` builds the host side of the bridged modules (``bridges()``,
+    ``lua_sources()``, ``set_message(msg)``); the node passes it, so the sandbox knows no model code.
+    """
 
     process_id: str
     process_owner: str
@@ -62,6 +66,7 @@ class HostConfig:
     memory_limit: int
     compute_limit: int
     eval_timeout: float = DEFAULT_EVAL_TIMEOUT
+    context_factory: Callable | None = None
     options: dict = field(default_factory=dict)
 
 
@@ -69,13 +74,15 @@ class HostConfig:
 
 
 class Zygote:
-    """A clean process that forks holders on request; owned by one node."""
+    """A clean process that forks holders on request; owned by one node. It imports ``preload`` (module
+    names) once, so every holder starts warm."""
 
-    def __init__(self):
+    def __init__(self, preload: tuple[str, ...] = ()):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = dict(os.environ, TZ="UTC")
+        modules = ("tfao.sandbox.aos", *preload)
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", f"import tfao.sandbox.host; tfao.sandbox.host.zygote_main({theirs.fileno()})"],
+            [sys.executable, "-c", f"import tfao.sandbox.host; tfao.sandbox.host.zygote_main({theirs.fileno()}, {modules!r})"],
             pass_fds=[theirs.fileno()],
             env=env,
             start_new_session=True,
@@ -178,15 +185,15 @@ class ProcessHost:
 # ------------------------------------------------------------------------------------- zygote side
 
 
-def zygote_main(control_fd: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+def zygote_main(control_fd: int, preload: tuple[str, ...] = ()) -> None:
+    import importlib
     import time
 
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     time.tzset()
-    # import the runtime once so every holder starts warm
-    import tfao.sandbox.aos  # noqa: F401
-    import tfao.bridges.context  # noqa: F401
+    for module in preload:  # import the runtime once so every holder starts warm
+        importlib.import_module(module)
 
     control = socket.socket(fileno=control_fd)
     while True:
@@ -238,19 +245,18 @@ class _Holder:
     """Holds the committed state of one process and forks a child for every evaluation."""
 
     def __init__(self, conn: Connection, config: HostConfig):
-        from tfao.bridges.context import ProcessContext
         from tfao.sandbox.aos import AosProcess
 
         self.conn = conn
         self.eval_timeout = config.eval_timeout
         self.write_lock = multiprocessing.Lock()
         self.dryruns: dict[int, tuple[int, int]] = {}  # pidfd -> (child pid, request id), until it exits
-        self.context = ProcessContext(config)
+        self.context = config.context_factory(config) if config.context_factory is not None else None
         self.process = AosProcess(
             memory_limit=config.memory_limit,
             compute_limit=config.compute_limit,
-            bridges=self.context.bridges(),
-            bridge_sources=self.context.lua_sources(),
+            bridges=self.context.bridges() if self.context is not None else None,
+            bridge_sources=self.context.lua_sources() if self.context is not None else None,
         )
 
     def receive(self) -> tuple:
@@ -264,9 +270,9 @@ class _Holder:
             self.conn.send((rid, ok, value))
 
     def evaluate(self, msg: dict, env: dict) -> dict:
-        self.context.set_message(msg)
-        with math_mode(self.context.math_mode):
-            return self.process.handle(msg, env)
+        if self.context is not None:
+            self.context.set_message(msg)
+        return self.process.handle(msg, env)
 
     def wait(self, *fds: int) -> list:
         """Block until the channel or one of ``fds`` is ready, answering for dry-run children that died."""

@@ -10,13 +10,20 @@ on every coroutine, xpcall message handlers and ``__gc`` finalizers) bounds comp
 call may pass to the host is bounded too (``HostAllowance``). All surface as Lua errors; the caller
 decides what they mean. Work no instruction count sees (a backtracking pattern) is left to the
 host's wall-clock limit (see ``tfao.sandbox.host``).
+
+Host functions fail in three ways: a ``ValueError`` or ``TypeError`` (input validation, with fixed
+wording) becomes an ordinary Lua error; a ``Halt`` ends the evaluation whatever the Lua code does (a
+``pcall`` cannot swallow it), as a compute-limit overrun does; any other exception is logged on the host
+and halts with the fixed ``HOST_FAILURE_MESSAGE``, so nothing machine-specific reaches Lua. A host
+function returning ``Metered(value, cost)`` charges ``cost`` to the instruction budget.
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import logging
 import numbers
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import lupa.lua53 as lupa
 import numpy as np
@@ -37,6 +44,20 @@ SHARED_STRING_BYTES = 2**16
 FINALIZER_BUDGET = 1_000_000
 
 COMPUTE_LIMIT_MESSAGE = "compute limit exceeded"
+HOST_FAILURE_MESSAGE = "HALT: the host failed to complete a call (the node's log has the details)"
+
+log = logging.getLogger(__name__)
+
+
+class Halt(Exception):
+    """Raised by a host function: ends the message with this text, whatever the Lua code does."""
+
+
+class Metered(NamedTuple):
+    """A host function's result and its deterministic cost, charged to the instruction budget."""
+
+    value: Any
+    cost: int
 
 # Runs once with full privileges, then removes what untrusted code must not reach. It returns the
 # functions the host keeps: the budget setter and the module loader.
@@ -48,17 +69,21 @@ local co_create, co_wrap = coroutine.create, coroutine.wrap
 
 -- compute budget: every coroutine gets the same count hook, all charge one counter. The host
 -- resets `meter` directly (no Lua runs), so a tripped budget never blocks the next call.
+-- `meter.halt` is the text that ends the evaluation once it is set (a tripped budget, or a host halt).
 local meter = { budget = math.maxinteger, used = 0 }
 local function over_budget()
-  if meter.used >= meter.budget then raw_error(compute_message, 0) end
+  if meter.halt ~= nil then raw_error(meter.halt, 0) end
+end
+local function trip(message)
+  meter.halt = message
+  -- keep firing so a pcall cannot swallow the error and keep looping
+  sethook(coroutine.running(), over_budget, "", 1)
+  raw_error(message, 0)
 end
 local function on_count()
   meter.used = meter.used + hook_step
-  if meter.used >= meter.budget then
-    -- keep firing so a pcall cannot swallow the error and keep looping
-    sethook(coroutine.running(), over_budget, "", 1)
-    raw_error(compute_message, 0)
-  end
+  if meter.halt ~= nil then trip(meter.halt) end
+  if meter.used >= meter.budget then trip(compute_message) end
 end
 local function arm(thread) sethook(thread, on_count, "", hook_step) end
 local function rearm()
@@ -73,7 +98,7 @@ local raw_xpcall = xpcall
 xpcall = function(f, handler, ...)
   if raw_type(handler) ~= "function" then return raw_xpcall(f, handler, ...) end
   return raw_xpcall(f, function(e)
-    if meter.used >= meter.budget then return e end  -- the budget error itself: the handler is skipped
+    if meter.halt ~= nil then return e end  -- a halt (the budget error): the handler is skipped
     return handler(e)
   end, ...)
 end
@@ -85,12 +110,14 @@ local raw_setmetatable, raw_rawget, raw_rawset, co_resume = setmetatable, rawget
 local finalizers = raw_setmetatable({}, { __mode = "k" })
 local function metered_finalizer(gc)
   local wrapped = function(object)
-    local budget = meter.budget
+    local budget, halt = meter.budget, meter.halt
     meter.budget = math.min(budget, meter.used + finalizer_budget)
     local co = co_create(gc)
     arm(co)
     co_resume(co, object)
     meter.budget = budget
+    -- the finalizer's own budget ran out, not the message's: the message goes on
+    if meter.halt == compute_message and meter.used < budget then meter.halt = halt end
   end
   finalizers[wrapped] = true
   return wrapped
@@ -116,6 +143,26 @@ coroutine.wrap = function(f)
     return table.unpack(res, 2, res.n)
   end
 end
+
+-- bridged host functions return ok, value[, cost[, halts]]: charge the cost, trip on a halt
+local function guarded(fn)
+  return function(...)
+    local ok, value, cost, halts = fn(...)
+    if halts then trip(value) end
+    if cost ~= nil then
+      meter.used = meter.used + cost
+      if meter.used >= meter.budget then trip(compute_message) end
+    end
+    return ok, value
+  end
+end
+local guarded_bridges = {}
+for name, functions in next, bridges do
+  local wrapped = {}
+  for fname, fn in next, functions do wrapped[fname] = guarded(fn) end
+  guarded_bridges[name] = wrapped
+end
+bridges = guarded_bridges
 
 -- modules: the bundled Lua sources (by name and by ".name") and the bridged host tables
 local loaded = package.loaded
@@ -268,8 +315,15 @@ class LuaVM:
             try:
                 allowance = HostAllowance()
                 result = fn(*(to_python(a, allowance=allowance) for a in args))
-            except Exception as exc:  # every failure becomes a Lua-visible message, never a host trace
+            except Halt as exc:
+                return False, str(exc).encode(), None, True
+            except (ValueError, TypeError) as exc:  # input validation: fixed wording, the same on every node
                 return False, str(exc).encode()
+            except Exception:  # OS, memory, bugs: their text varies by machine, so it stays in the log
+                log.exception("host function %s failed", getattr(fn, "__name__", "?"))
+                return False, HOST_FAILURE_MESSAGE.encode(), None, True
+            if isinstance(result, Metered):
+                return True, to_lua(self.lua, result.value), int(result.cost)
             return True, to_lua(self.lua, result)
 
         return call
@@ -284,7 +338,13 @@ class LuaVM:
         """Start a fresh instruction budget for the next call (None: unlimited)."""
         self._meter[b"used"] = 0
         self._meter[b"budget"] = instructions if instructions is not None else 2**63 - 1
+        self._meter[b"halt"] = None
         self._rearm()
+
+    def halt_message(self) -> str | None:
+        """The text that ended the last call, if a halt or the budget ended it (even if Lua caught it)."""
+        halt = self._meter[b"halt"]
+        return None if halt is None else halt.decode("utf-8", "replace")
 
 
 class HostAllowance:
