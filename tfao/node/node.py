@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Sequence
 from tfao.bridges.context import ProcessContext
 from tfao.sandbox.host import DEFAULT_EVAL_TIMEOUT, HostConfig, HostError, Zygote
 from tfao.sandbox.aos import error_result, limits_from_tags
-from tfao.node.store import NodeStore, ScheduledMessage
+from tfao.node.store import DamagedLog, NodeStore, ScheduledMessage
 from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_decode, b64url_encode, sign_data_item
 from weavedrive.store import WeaveStore
 from weavedrive.wallet import Wallet, default_wallet
@@ -150,7 +150,13 @@ class Node:
         self.wallet = wallet or default_wallet(self.home)
         self.address = self.wallet.address
         self.weave = WeaveStore(self.home)
-        self.store = NodeStore(self.home / "node.sqlite", durable=not self.temporary if durable is None else durable)
+        try:
+            self.store = NodeStore(self.home / "node.sqlite", durable=not self.temporary if durable is None else durable)
+        except DamagedLog as exc:
+            self.lock_file.close()
+            raise NodeError(f"the node home {self.home} is damaged and the node will not start, since starting would "
+                            f"lose acknowledged messages or issue their nonces again: {exc}. Restore the home from a "
+                            "copy made by tfao backup; tfao check reports what else is wrong") from None
         self.zygote = Zygote(preload=("tfao.bridges.context",))
         self.hosts: dict = {}
         self.hosts_lock = threading.RLock()
@@ -174,6 +180,7 @@ class Node:
         for worker in self.workers.values():
             worker.join(timeout=10)
         self.zygote.close()
+        self.store.close()
         self.lock_file.close()
         if self.temporary:
             shutil.rmtree(self.home, ignore_errors=True)
