@@ -8,7 +8,10 @@ addresses, and ``pairs`` visits keys in an order no address decides. Bridged Pyt
 Lua as plain functions that take and return plain values (see ``to_python``/``to_lua``).
 
 Limits: ``max_memory`` bounds the Lua heap; an instruction budget per call (a count hook installed
-on every coroutine) bounds compute. Both surface as Lua errors; the caller decides what they mean.
+on every coroutine, xpcall message handlers and ``__gc`` finalizers) bounds compute; what one bridge
+call may pass to the host is bounded too (``HostAllowance``). All surface as Lua errors; the caller
+decides what they mean. Work no instruction count sees (a backtracking pattern) is left to the
+host's wall-clock limit (see ``tfao.sandbox.host``).
 
 Host functions fail in three ways: a ``ValueError`` or ``TypeError`` (input validation, with fixed
 wording) becomes an ordinary Lua error; a ``Halt`` ends the evaluation whatever the Lua code does (a
@@ -35,6 +38,12 @@ LuaMemoryError = lupa.LuaMemoryError
 # Instructions between two compute-budget checks: the hook costs one Lua call per step.
 HOOK_STEP = 10_000
 MAX_TABLE_DEPTH = 64
+# What one bridge call may pass to the host (see HostAllowance).
+MAX_HOST_VALUES = 200_000
+MAX_HOST_BYTES = 2**30
+SHARED_STRING_BYTES = 2**16
+# Instructions one ``__gc`` finalizer may run (they run at collections, outside any handler).
+FINALIZER_BUDGET = 1_000_000
 
 COMPUTE_LIMIT_MESSAGE = "compute limit exceeded"
 HOST_FAILURE_MESSAGE = "HALT: the host failed to complete a call (the node's log has the details)"
@@ -55,7 +64,7 @@ class Metered(NamedTuple):
 # Runs once with full privileges, then removes what untrusted code must not reach. It returns the
 # functions the host keeps: the budget setter and the module loader.
 SANDBOX_BOOTSTRAP = r"""
-local sources, bridges, compute_message, hook_step = ...
+local sources, bridges, compute_message, hook_step, finalizer_budget = ...
 local sethook, gethook, raw_debug_getmetatable = debug.sethook, debug.gethook, debug.getmetatable
 local raw_load, raw_type, raw_error, raw_getmetatable = load, type, error, getmetatable
 local co_create, co_wrap = coroutine.create, coroutine.wrap
@@ -82,6 +91,45 @@ local function arm(thread) sethook(thread, on_count, "", hook_step) end
 local function rearm()
   sethook()
   arm(coroutine.running())
+end
+
+-- A hook that raises the budget error suspends hooks until the error is caught (ldo.c), and Lua
+-- runs the message handler of an xpcall and every __gc finalizer before that (finalizers always
+-- run unhooked, lgc.c): neither may then run user code unmetered.
+local raw_xpcall = xpcall
+xpcall = function(f, handler, ...)
+  if raw_type(handler) ~= "function" then return raw_xpcall(f, handler, ...) end
+  return raw_xpcall(f, function(e)
+    if meter.halt ~= nil then return e end  -- a halt (the budget error): the handler is skipped
+    return handler(e)
+  end, ...)
+end
+
+-- A finalizer runs in an armed coroutine with a budget of its own; one that fails or overruns it is
+-- stopped there (in Lua an error in a finalizer is only a warning), so the message goes on and the
+-- object, finalized once, cannot stall every later collection.
+local raw_setmetatable, raw_rawget, raw_rawset, co_resume = setmetatable, rawget, rawset, coroutine.resume
+local finalizers = raw_setmetatable({}, { __mode = "k" })
+local function metered_finalizer(gc)
+  local wrapped = function(object)
+    local budget, halt = meter.budget, meter.halt
+    meter.budget = math.min(budget, meter.used + finalizer_budget)
+    local co = co_create(gc)
+    arm(co)
+    co_resume(co, object)
+    meter.budget = budget
+    -- the finalizer's own budget ran out, not the message's: the message goes on
+    if meter.halt == compute_message and meter.used < budget then meter.halt = halt end
+  end
+  finalizers[wrapped] = true
+  return wrapped
+end
+setmetatable = function(t, mt)
+  if raw_type(mt) == "table" then
+    local gc = raw_rawget(mt, "__gc")
+    if raw_type(gc) == "function" and not finalizers[gc] then raw_rawset(mt, "__gc", metered_finalizer(gc)) end
+  end
+  return raw_setmetatable(t, mt)
 end
 
 coroutine.create = function(f)
@@ -369,7 +417,7 @@ class LuaVM:
         # named, so that tracebacks through the sandbox's wrappers show a name, not the source
         bootstrap = self.lua.globals()[b"load"](SANDBOX_BOOTSTRAP.encode(), b"=sandbox")
         self._meter, self._rearm = bootstrap(
-            source_table, bridge_tables, COMPUTE_LIMIT_MESSAGE.encode(), HOOK_STEP
+            source_table, bridge_tables, COMPUTE_LIMIT_MESSAGE.encode(), HOOK_STEP, FINALIZER_BUDGET
         )
 
     def _bridge_table(self, functions: Mapping[str, Callable]):
@@ -380,7 +428,8 @@ class LuaVM:
 
         def call(*args):
             try:
-                result = fn(*(to_python(a) for a in args))
+                allowance = HostAllowance()
+                result = fn(*(to_python(a, allowance=allowance) for a in args))
             except Halt as exc:
                 return False, str(exc).encode(), None, True
             except (ValueError, TypeError) as exc:  # input validation: fixed wording, the same on every node
@@ -413,12 +462,38 @@ class LuaVM:
         return None if halt is None else halt.decode("utf-8", "replace")
 
 
-def to_python(value: Any, depth: int = 0) -> Any:
+class HostAllowance:
+    """What one bridge call may still pass to the host: shared sub-tables are copied each time they
+    appear, so a table nested in itself 22 times would expand to millions of values. A large string
+    met again (the same model bytes under two keys) is passed once and charged once."""
+
+    def __init__(self, values: int = MAX_HOST_VALUES, size: int = MAX_HOST_BYTES):
+        self.values, self.size = values, size
+        self.large: dict[bytes, bytes] = {}
+
+    def charge(self, value: Any) -> Any:
+        """The value to pass (one copy of each large string), once it fits what is left."""
+        self.values -= 1
+        if isinstance(value, bytes):
+            if len(value) >= SHARED_STRING_BYTES:
+                first = self.large.setdefault(value, value)
+                if first is not value:
+                    value, self.size = first, self.size + len(value)
+            self.size -= len(value)
+        if self.values < 0 or self.size < 0:
+            raise ValueError(f"the value is too large to pass to the host "
+                             f"(at most {MAX_HOST_VALUES} values and {MAX_HOST_BYTES} bytes of strings)")
+        return value
+
+
+def to_python(value: Any, depth: int = 0, allowance: HostAllowance | None = None) -> Any:
     """Lua value -> plain Python: sequence tables -> list, other tables -> dict with str keys."""
+    allowance = allowance or HostAllowance()
+    value = allowance.charge(value)
     if lupa.lua_type(value) == "table":
         if depth > MAX_TABLE_DEPTH:
             raise ValueError("table nesting too deep (or cyclic)")
-        items = [(to_python(k, depth + 1), to_python(v, depth + 1)) for k, v in value.items()]
+        items = [(to_python(k, depth + 1, allowance), to_python(v, depth + 1, allowance)) for k, v in value.items()]
         keys = [k for k, _ in items]
         if keys and all(isinstance(k, int) for k in keys) and sorted(keys) == list(range(1, len(keys) + 1)):
             return [v for _, v in sorted(items, key=lambda kv: kv[0])]
