@@ -2,8 +2,8 @@
 --
 -- crypto.digest.NAME(input) with NAME one of md5, sha1, sha2_256, sha2_512, sha3_256, sha3_512,
 -- keccak256, keccak512, and blake2b(input[, outlen = 64[, key]]); crypto.mac.createHmac(data, key
--- [, "sha1" | "sha256" | "sha512" | "md5"]) (RFC 2104); crypto.kdf.pbkdf2(password, salt,
--- iterations, length[, algorithm]). Inputs are strings, byte streams
+-- [, "sha1" | "sha256"]) (aos's HMAC, see below); crypto.kdf.pbkdf2(password, salt, iterations,
+-- length[, "sha1" | "sha256"]). Inputs are strings, byte streams
 -- (crypto.utils.stream.fromString(s)) or, for keys, byte arrays; each result has asBytes() (a table
 -- of bytes), asHex() (lower case), asString() (the raw bytes) and asBase64().
 --
@@ -366,19 +366,19 @@ local function blake2b(message, out_bytes, key)
   return pack(rep("<i8", 8), table.unpack(h)):sub(1, out_bytes)
 end
 
--- HMAC (RFC 2104) and PBKDF2 (RFC 8018) over the digests above ------------------------------
+-- HMAC and PBKDF2 over sha1 and sha256 --------------------------------------------------------
 
-local HMAC_DIGESTS = { md5 = { md5, 64 }, sha1 = { sha1, 64 }, sha256 = { sha2_256, 64 }, sha512 = { sha2_512, 128 } }
+local HMAC_DIGESTS = { sha1 = sha1, sha256 = sha2_256 }
 
 local function bytes_of(value)
   if type(value) == "table" then return array.toString(value) end
   return input_bytes(value)
 end
 
-local function hmac(message, key, algorithm)
-  local entry = HMAC_DIGESTS[algorithm or "sha1"]
-  if not entry then error("unsupported HMAC algorithm '" .. tostring(algorithm) .. "'", 2) end
-  local hash, block = entry[1], entry[2]
+-- the HMAC construction with the key padded (or hashed) to `block` bytes
+local function hmac(message, key, algorithm, block)
+  local hash = HMAC_DIGESTS[algorithm or "sha1"]
+  if not hash then error("Unsupported algorithm: " .. tostring(algorithm), 3) end
   if #key > block then key = hash(key) end
   key = key .. rep("\0", block - #key)
   local inner = key:gsub(".", function(c) return char(byte(c) ~ 0x36) end)
@@ -386,17 +386,18 @@ local function hmac(message, key, algorithm)
   return hash(outer .. hash(inner .. message))
 end
 
+-- PBKDF2 (RFC 8018) with RFC 2104 HMAC (64-byte blocks)
 local function pbkdf2(password, salt, iterations, key_length, algorithm)
-  local out, index = {}, 1
-  while #table.concat(out) < key_length do
-    local u = hmac(salt .. pack(">I4", index), password, algorithm)
+  local out, length, index = {}, 0, 1
+  while length < key_length do
+    local u = hmac(salt .. pack(">I4", index), password, algorithm, 64)
     local block = { byte(u, 1, -1) }
     for _ = 2, iterations do
-      u = hmac(u, password, algorithm)
+      u = hmac(u, password, algorithm, 64)
       for i = 1, #block do block[i] = block[i] ~ byte(u, i) end
     end
     out[#out + 1] = char(table.unpack(block))
-    index = index + 1
+    length, index = length + #u, index + 1
   end
   return table.concat(out):sub(1, key_length)
 end
@@ -421,8 +422,10 @@ local crypto = {
   },
   mac = {
     _version = "0.0.1",
+    -- as aos computes it: the key is padded to 32 bytes, not to the digest's 64-byte block, so the
+    -- values are not RFC 2104's
     createHmac = function(data, key, algorithm)
-      return digest_result(hmac(bytes_of(data), bytes_of(key), algorithm))
+      return digest_result(hmac(bytes_of(data), bytes_of(key), algorithm, 32))
     end,
   },
   kdf = {
