@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import logging
 import multiprocessing
 import os
 import pickle
@@ -34,7 +35,10 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Callable
 
+from tfao.sandbox.aos import error_result
+
 PR_SET_CHILD_SUBREAPER = 36
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -288,8 +292,9 @@ class _Holder:
         holder = os.getppid()
         try:
             result = self.evaluate(msg, env)
-        except BaseException as exc:  # a host bug: report it as the message's error, keep the holder
-            result = {"Error": f"evaluation failed: {exc}", "Messages": [], "Spawns": [], "Assignments": []}
+        except BaseException:  # a host bug: a fixed error for the message (details in the log), keep the holder
+            log.exception("evaluating message %s failed", msg.get("Id"))
+            result = error_result("evaluation failed in the host (the node's log has the details)")
         committed = "Error" not in result
         # tell the holder first, so it stops reading before the node can send the next request
         os.write(status_w, b"C" if committed else b"E")
@@ -319,10 +324,7 @@ class _Holder:
         except ChildProcessError:
             pass
         if verdict == b"":
-            self.reply(rid, True, {
-                "Error": "evaluation crashed (the process host was killed or ran out of memory)",
-                "Messages": [], "Spawns": [], "Assignments": [],
-            })
+            self.reply(rid, True, error_result("evaluation crashed (the process host was killed or ran out of memory)"))
 
 
 def _wait_for_exit(pid: int) -> None:
