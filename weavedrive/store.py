@@ -152,6 +152,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def reported(chunks: Iterable[bytes], progress: Callable[[int], None]) -> Iterator[bytes]:
+    for chunk in chunks:
+        progress(len(chunk))
+        yield chunk
+
+
 def read_chunks(path: Path, start: int = 0, length: int | None = None) -> Iterator[bytes]:
     """``length`` bytes of a file from ``start`` (to the end when None), in chunks."""
     with open(path, "rb") as f:
@@ -337,15 +343,17 @@ class WeaveStore:
             return self.commit(item, incoming)
 
     def add_file(
-        self, path: Path | str, signer: Signer, tags: Sequence[tuple[str, str]] = (), target: str | None = None
+        self, path: Path | str, signer: Signer, tags: Sequence[tuple[str, str]] = (), target: str | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> StoredItem:
-        """Sign a file and store it, reading it once in chunks (signing and copying share the pass)."""
+        """Sign a file and store it, reading it once in chunks (signing and copying share the pass).
+
+        ``progress(n)`` is called as each ``n`` bytes are read."""
         path = Path(path)
         size = path.stat().st_size
+        chunks = read_chunks(path) if progress is None else reported(read_chunks(path), progress)
         with self.receiving() as incoming:
-            item, _ = sign_stream(
-                signer, lambda: incoming.tee(read_chunks(path)), size, target=target, tags=tags
-            )
+            item, _ = sign_stream(signer, lambda: incoming.tee(chunks), size, target=target, tags=tags)
             if incoming.size != size:
                 raise WeaveError(f"{path} changed size while it was being added")
             return self.commit(item, incoming)

@@ -49,7 +49,9 @@ def model_source(context, family: registry.Family | None, opts: dict) -> ModelSo
     blobs = {}
     for name, path in family.lua_files.items():
         if opts.get(name) is None:
-            raise ValueError(f"opts.{name} is required (bytes, base64, a weave id or a reference)")
+            raise ValueError(f"opts.model is not a model manifest (its weave id or a reference to it), so opts.{name}"
+                             " is required too: pass a manifest id alone, or each file as bytes, base64, a weave id"
+                             " or a reference")
         blobs[path] = model if name == "model" else context.blob(opts[name])
     return ModelSource.from_blobs(blobs)
 

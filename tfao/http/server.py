@@ -27,9 +27,12 @@ TCP_NODELAY (see ``bind``), so the header and body writes of a response leave at
 from __future__ import annotations
 
 import argparse
+import errno
+import fcntl
 import functools
 import json
 import logging
+import os
 import re
 import select
 import signal
@@ -68,7 +71,11 @@ SCHEDULER_PARAMS = {"process-id", "from", "to", "limit", "from-nonce", "to-nonce
 RANGE_PATTERN = re.compile(r"^bytes=(\d*)-(\d*)$")
 DRYRUN_STRING_FIELDS = ("Id", "Owner", "Target", "Anchor", "Data", "From", "Signature")
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+SERVING_RECORD = "serving.json"  # in the node home while tfao serve runs there: its URL and process id
+
 log = logging.getLogger("tfao.http.server")
+request_log = logging.getLogger("tfao.http.requests")
 
 
 class HTTPError(Exception):
@@ -437,6 +444,34 @@ def create_app(node: Node, *, max_body: int = DEFAULT_MAX_BODY, result_wait: flo
     return app
 
 
+class RequestLog:
+    """ASGI middleware: one INFO line per request with its method, path, status and duration."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), "-"
+
+        async def send_noting_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            request_log.info("%s %s %s %.1f ms", scope["method"], scope["path"], status,
+                             (time.perf_counter() - started) * 1000)
+
+
+class PortInUse(OSError):
+    """The address to serve on is taken."""
+
+
 def bind(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
     """A listening socket (port 0: any free port).
 
@@ -446,13 +481,23 @@ def bind(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
     listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
                              socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, port))
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(f"{host}:{port} is already in use (another tfao serve?): stop what listens there,"
+                            " or choose another port with --port (0: any free port)") from None
+        raise
     listener.listen(socket.SOMAXCONN)
     return listener
 
 
 def uvicorn_server(node: Node, *, max_body: int = DEFAULT_MAX_BODY) -> uvicorn.Server:
-    config = uvicorn.Config(create_app(node, max_body=max_body), log_level="warning", access_log=False,
+    app = create_app(node, max_body=max_body)
+    if request_log.isEnabledFor(logging.INFO):
+        app = RequestLog(app)
+    config = uvicorn.Config(app, log_level="warning", access_log=False,
                             lifespan="on", timeout_graceful_shutdown=5)
     return uvicorn.Server(config)
 
@@ -468,8 +513,8 @@ def serve(node: Node, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, max
 
 def register(subparsers) -> None:
     """Add ``tfao serve`` to the CLI's subcommands (the handler is ``args.func(args)``)."""
-    parser = subparsers.add_parser(
-        "serve", help="run a local AO node over HTTP (messenger, scheduler, compute unit and gateway on one port)")
+    about = "run a local AO node over HTTP (messenger, scheduler, compute unit and gateway on one port)"
+    parser = subparsers.add_parser("serve", help=about, description=about)
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to bind (default {DEFAULT_HOST}; anything else only when given here)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)")
@@ -478,17 +523,63 @@ def register(subparsers) -> None:
                         help="node home folder (default $TFAO_HOME or ~/.tfao)")
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY,
                         help=f"largest request body accepted, in bytes (default {DEFAULT_MAX_BODY})")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="warning",
+                        help="what to log on stderr: info logs every request (method, path, status, duration)"
+                             " (default warning)")
     parser.set_defaults(handler=run_serve)
 
 
 def run_serve(args) -> int:
-    with Node(getattr(args, "home", None) or home_dir()) as node:
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with open_home(getattr(args, "home", None) or home_dir()) as node:
+        record = node.home / SERVING_RECORD
+
         def announce(url: str) -> None:
+            record.write_text(json.dumps({"url": url, "pid": os.getpid()}))
             print(f"tfao node {node.address} listening on {url} (module {node.module_id}, home {node.home})",
                   flush=True)
 
-        serve(node, args.host, args.port, max_body=args.max_body, ready=announce)
+        try:
+            serve(node, args.host, args.port, max_body=args.max_body, ready=announce)
+        finally:
+            record.unlink(missing_ok=True)
     return 0
+
+
+def open_home(home: Path) -> Node:
+    """The home's node, or an error that says who holds the home and what to do instead."""
+    try:
+        return Node(home)
+    except NodeError:
+        if not home_in_use(home):
+            raise
+        if url := served_url(home):
+            raise NodeError(f"the node home {home} is in use by tfao serve at {url}:"
+                            f" talk to it with --url {url}") from None
+        raise NodeError(f"the node home {home} is in use by another tfao command (a repl, eval or demo): wait"
+                        " for it to end, or give another --home") from None
+
+
+def home_in_use(home: Path) -> bool:
+    """Whether a node holds the home (it keeps an exclusive lock on node.lock while it is open)."""
+    with open(Path(home) / "node.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False  # closing the file releases the lock
+
+
+def served_url(home: Path) -> str | None:
+    """The URL of the tfao serve running on ``home``, if one is."""
+    try:
+        record = json.loads((Path(home) / SERVING_RECORD).read_text())
+        # uvicorn re-raises SIGTERM once it has shut down, so a stopped server may leave its record behind
+        os.kill(record["pid"], 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return record["url"]
 
 
 def drain(stream) -> None:

@@ -28,6 +28,7 @@ from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_decode, b64url_e
 from weavedrive.store import WeaveStore
 from weavedrive.wallet import Wallet, default_wallet
 
+DRYRUN_BOOT_WAIT = 300.0  # seconds a dry-run waits for a new process to evaluate its spawn message
 # tags the messenger rewrites when it pushes an outbox message (section 1.6 of the protocol notes)
 PUSH_DROPPED_TAGS = {"Data-Protocol", "Type", "From-Process", "From-Module", "Assignments"}
 REPLAY_BATCH = 500
@@ -479,6 +480,7 @@ class Node:
         """Evaluate an unsigned message against the latest state; nothing is kept."""
         if not self.store.has_process(pid):
             raise NotFound(f"process {pid} not found on this node")
+        self.result(pid, pid, timeout=DRYRUN_BOOT_WAIT)  # a process has an Owner and handlers once it has booted
         last = self.store.message(pid, max(self.store.evaluated_upto(pid), 0))
         msg = {"Timestamp": last.timestamp, "Block-Height": last.block_height, "Cron": False, "Target": pid}
         msg.update(message)
