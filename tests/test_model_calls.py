@@ -4,6 +4,7 @@ halts end the message whatever the Lua code does, and host failures reach Lua as
 
 import logging
 
+import numpy as np
 import pytest
 
 from conftest import OfflineContext, transformers_vm
@@ -102,8 +103,6 @@ def test_input_errors_stay_catchable(tiny):
 
 
 def test_the_memo_format_round_trips():
-    import numpy as np
-
     outputs = [np.arange(3, dtype=np.float32), {"text": "é", "png": b"\x89PNG", "n": 2}]
     decoded, cost = transformers_bridge.decode_result(transformers_bridge.encode_result(outputs, 42))
     assert cost == 42 and decoded[0].tobytes() == outputs[0].tobytes() and decoded[1] == outputs[1]
