@@ -122,6 +122,22 @@ def test_now_and_slot_report_the_current_state(mainnet, pid):
     assert mainnet.http.get(f"/{pid}~process@1.0/slot/current").text == str(slot)
 
 
+def test_a_message_pushed_to_push_goes_to_its_target(mainnet, pid):
+    response = mainnet.post("/push", mainnet_message(pid, "return 'via /push'", tags=[("Action", "Eval")]))
+    assert response.status_code == 200, response.text
+    assert mainnet.result(pid, response.json()["slot"])["Output"]["data"] == "via /push"
+
+
+def test_schedule_lists_the_messages_with_their_assignments(mainnet, pid):
+    for _ in range(2):
+        mainnet.push(pid, "return 1", tags=[("Action", "Eval")])
+    page = mainnet.http.get(f"/{pid}~process@1.0/schedule", params={"limit": 2}).json()
+    assert [edge["cursor"] for edge in page["edges"]] == ["0", "1"] and page["page_info"]["has_next_page"]
+    first = page["edges"][0]["node"]
+    assert first["message"]["id"] == pid
+    assert {t["name"]: t["value"] for t in first["assignment"]["tags"]}["Nonce"] == "0"
+
+
 def test_a_ping_handler_replies_to_the_sender(mainnet, pid):
     added = mainnet.eval(pid, 'Handlers.add("Ping", "Ping", function (msg) msg.reply({ Data = "Pong" }) end)')
     assert "Error" not in added
