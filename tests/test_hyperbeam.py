@@ -154,6 +154,12 @@ def test_dry_run_reads_state_from_path_tags_and_keeps_nothing(mainnet, pid):
     assert mainnet.node.current_slot(pid) == slot
 
 
+def test_a_dry_run_item_for_another_process_is_refused(mainnet, pid):
+    other = mainnet.post(f"/{pid}~process@1.0/as=execution/compute&Action=Eval",
+                         mainnet_message(mainnet.spawn(), "return 1"))
+    assert other.status_code == 400 and "targets" in other.json()["error"]
+
+
 def test_dry_run_tags_reach_the_handlers_with_spaces_decoded(mainnet, pid):
     mainnet.eval(pid, 'Handlers.add("Echo", "Echo", function (msg) msg.reply({ Data = msg.Greeting }) end)')
     raw = mainnet.dryrun(pid, [("Action", "Echo"), ("Greeting", "hello%20there")])

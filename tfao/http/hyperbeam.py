@@ -318,6 +318,8 @@ class MainnetAPI:
     async def dryrun(self, pid: str, tags: list[tuple[str, str]], signed) -> Response:
         """The dry-run's tags come from the path; data and sender from the signed item or fields."""
         if isinstance(signed, DataItem):
+            if signed.target_id not in (None, pid):
+                raise HTTPError(400, f"the dry-run item targets {signed.target_id}, not {pid}")
             owner, data, message_id = signed.owner_address, signed.data.decode("utf-8", "replace"), signed.id
         elif isinstance(signed, SignedFields):
             owner, data, message_id = signed.address, signed.fields.get("data", ""), UNSET
