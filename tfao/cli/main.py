@@ -164,12 +164,12 @@ def parse_tags(texts: list[str]) -> list[tuple[str, str]]:
     return tags
 
 
-def spawn_process(node, *, name=None, tags=(), module=None, data="", timeout=None, **signing) -> tuple[str, dict]:
+def spawn_process(node, *, name=None, tags=(), module=None, data="", timeout=None, **signer) -> tuple[str, dict]:
     """Spawn as aos does (trusting the node that pushes messages), wait for the process's first result."""
     tags = list(tags)
     if not any(tag_name == "Authority" for tag_name, _ in tags):
         tags.append(("Authority", node.scheduler() if isinstance(node, RemoteNode) else node.address))
-    spawned = node.spawn(name=name, tags=tags, module=module, data=data, **signing)
+    spawned = node.spawn(name=name, tags=tags, module=module, data=data, **signer)
     pid = spawned if isinstance(spawned, str) else spawned.id
     return pid, wait_for_result(node, pid, pid, timeout)
 
@@ -195,8 +195,8 @@ def checked_process(node, pid: str) -> str:
     return pid
 
 
-def send_eval(node, pid: str, code: str, timeout: float | None, **signing) -> tuple[str, dict]:
-    message_id = node.message(pid, data=code, tags=[("Action", "Eval")], **signing)
+def send_eval(node, pid: str, code: str, timeout: float | None, **signer) -> tuple[str, dict]:
+    message_id = node.message(pid, data=code, tags=[("Action", "Eval")], **signer)
     return message_id, wait_for_result(node, pid, message_id, timeout)
 
 
