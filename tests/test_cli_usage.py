@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tfao.cli.main import build_parser
+from tfao.cli.repl import error_text
 from tfao.http.server import ServerProcess
 from test_cli import make_home, tfao
 from weavedrive.wallet import premade_wallets
@@ -112,6 +113,12 @@ def test_an_unattested_id_points_to_weave_attest(home, pid, tmp_path):
     assert f"tfao weave attest {item}" in done.stderr
     tfao(home, "weave", "attest", item)
     assert tfao(home, "eval", "--process", pid, read).stdout.strip() == "hello"
+
+
+def test_the_terminal_gives_the_same_hint():
+    item = "A" * 43
+    shown = error_text(f"HALT: FILE NOT FOUND: {item} is not admissible for process {'P' * 43} at block 3")
+    assert shown.endswith(f"tfao weave attest {item}\x1b[0m")
 
 
 def test_a_timeout_says_what_becomes_of_the_message(home, pid):

@@ -39,7 +39,6 @@ class UsageError(Exception):
 
 
 USER_ERRORS = (UsageError, NodeError, ClientError, InvalidDataItem, TimeoutError, OSError, ValueError)
-NOT_ADMISSIBLE = re.compile(r"HALT: FILE NOT FOUND: ([A-Za-z0-9_-]{43}) is not admissible")
 
 
 # --------------------------------------------------------------------------------------- output
@@ -60,14 +59,9 @@ def emit(text: str, stream=None) -> None:
 
 
 def emit_result(result: dict, source: str | None = None) -> bool:
-    """Print a result as aos does (an error on stderr, with a hint when there is one) and the messages it
-    sends; True on success."""
+    """Print a result as aos does (an error on stderr) and the messages it sends; True on success."""
     text, ok = result_text(result, source)
     emit(text, sys.stdout if ok else sys.stderr)
-    if not ok and (unattested := NOT_ADMISSIBLE.search(str(result.get("Error")))):
-        emit(f"{GRAY}hint: {unattested[1]} is not attested for this process. If it is in the weave"
-             f" (tfao weave ls), attest it as the process's scheduler, then send again: tfao weave attest"
-             f" {unattested[1]}{RESET}", sys.stderr)
     for line in sent_lines(result):
         emit(line)
     return ok
