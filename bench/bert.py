@@ -29,10 +29,10 @@ def minilm_path():
 
 
 def tfao_workloads(mode):
-    from tfao.models.sentence import SentenceEncoder
+    from tfao.models.bert import SentenceEncoder
     from tfao.models.tokenization import encode
 
-    encoder = SentenceEncoder.from_folder(minilm_path())
+    encoder = SentenceEncoder.from_pretrained(minilm_path())
     batches = {name: encode(encoder.tokenizer, [SENTENCE] * size) for name, size in BATCHES.items()}
     return {name: (lambda b=b: encoder.model(b.input_ids, b.attention_mask, b.token_type_ids, mode=mode))
             for name, b in batches.items()}

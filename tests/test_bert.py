@@ -8,6 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from conftest import save_tiny_bert  # noqa: E402
 from tfao.kernels import ops  # noqa: E402
 from tfao.kernels.bert import BertModel  # noqa: E402
 from tfao.models.pipelines import pipeline  # noqa: E402
@@ -19,14 +20,6 @@ TINY_CONFIGS = [
 ]
 
 
-def tiny_bert(tmp_path, masked_lm=False, **overrides):
-    torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=101, max_position_embeddings=40, type_vocab_size=2, **overrides)
-    model = (transformers.BertForMaskedLM if masked_lm else transformers.BertModel)(config).eval()
-    model.save_pretrained(tmp_path, safe_serialization=True)
-    return model.bert if masked_lm else model
-
-
 def relative_error(got, ref, keep):
     return np.abs(got - ref)[keep].max() / np.abs(ref[keep]).max()
 
@@ -34,7 +27,7 @@ def relative_error(got, ref, keep):
 @pytest.mark.parametrize("overrides", TINY_CONFIGS)
 @pytest.mark.parametrize("masked_lm", [False, True])
 def test_tiny_bert_matches_transformers(tmp_path, overrides, masked_lm):
-    reference = tiny_bert(tmp_path, masked_lm, **overrides)
+    reference = save_tiny_bert(tmp_path, masked_lm=masked_lm, **overrides)
     if masked_lm:
         assert any(k.startswith("bert.") for k in load_file(tmp_path / "model.safetensors"))
     model = BertModel.from_pretrained(tmp_path)
@@ -55,7 +48,7 @@ def test_tiny_bert_matches_transformers(tmp_path, overrides, masked_lm):
 
 
 def test_from_bytes_equals_from_folder(tmp_path):
-    tiny_bert(tmp_path, **TINY_CONFIGS[0])
+    save_tiny_bert(tmp_path, **TINY_CONFIGS[0])
     ids = np.array([[1, 5, 7, 2]])
     folder_model = BertModel.from_pretrained(tmp_path)
     blob_model = BertModel.from_safetensors((tmp_path / "config.json").read_bytes(), (tmp_path / "model.safetensors").read_bytes())
@@ -63,18 +56,18 @@ def test_from_bytes_equals_from_folder(tmp_path):
 
 
 def test_missing_and_misshaped_tensors_are_named(tmp_path):
-    tiny_bert(tmp_path, **TINY_CONFIGS[0])
+    save_tiny_bert(tmp_path, **TINY_CONFIGS[0])
     tensors = load_file(tmp_path / "model.safetensors")
     config = (tmp_path / "config.json").read_bytes()
     missing = dict(tensors)
     del missing["encoder.layer.0.intermediate.dense.bias"]
     save_file(missing, tmp_path / "missing.safetensors")
-    with pytest.raises(ValueError, match=r"missing tensor\(s\): encoder\.layer\.0\.intermediate\.dense\.bias"):
+    with pytest.raises(ValueError, match=r"checkpoint is missing tensor encoder\.layer\.0\.intermediate\.dense\.bias"):
         BertModel.from_safetensors(config, tmp_path / "missing.safetensors")
     misshaped = dict(tensors)
     misshaped["encoder.layer.0.attention.self.key.weight"] = np.zeros((30, 29), np.float32)
     save_file(misshaped, tmp_path / "misshaped.safetensors")
-    with pytest.raises(ValueError, match=r"attention\.self\.key\.weight has shape \(30, 29\), expected \(30, 30\)"):
+    with pytest.raises(ValueError, match=r"tensor encoder\.layer\.0\.attention\.self\.key\.weight has shape \(30, 29\), expected \(30, 30\)"):
         BertModel.from_safetensors(config, tmp_path / "misshaped.safetensors")
 
 

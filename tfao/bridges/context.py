@@ -1,8 +1,9 @@
 """What a process's bridged modules (``weavedrive``, ``transformers``) see of the host.
 
-A ``ProcessContext`` is built once per process host: the process and module records, the message
-being evaluated (its Block-Height and Timestamp gate WeaveDrive admissibility), the inference-result
-cache, and the data resolver that turns bytes, base64, ids and references into blobs.
+A ``ProcessContext`` is built once per process host (the node hands the host this class as its context
+factory): the process and module records, the message being evaluated (its Block-Height and Timestamp
+gate WeaveDrive admissibility), the process's math mode, the inference-result cache, the prepared-weights
+store under the node home, and the data resolver that turns bytes, base64, ids and references into blobs.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from pathlib import Path
 from typing import Callable
 
 from weavedrive.blob import Blob, to_blob
-from tfao.bridges.weavedrive import WeaveDrive
 from weavedrive.store import WeaveStore
+from tfao.bridges.weavedrive import WeaveDrive
+from tfao.kernels.ops import PreparedStore
 from tfao.sandbox.luavm import lua_sources
 
 
@@ -59,6 +61,7 @@ class ProcessContext:
         self.process = {"id": config.process_id, "owner": config.process_owner, "tags": config.process_tags}
         self.module = {"id": config.module_id, "owner": config.module_owner, "tags": config.module_tags}
         self.cache = InferenceCache(Path(config.home) / "inference.sqlite")
+        self.prepared = PreparedStore(Path(config.home) / "prepared")
         # exact math unless the process asks otherwise: only exact results agree across machines
         self.math_mode = next((v for k, v in config.process_tags if k == "Math-Mode"), "exact")
         self.message: dict = {}

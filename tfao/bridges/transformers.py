@@ -1,9 +1,11 @@
-"""Host functions behind ``require("transformers")`` in a process.
+"""Host functions behind ``require("transformers")``, generic over the model registry.
 
-Model files arrive from Lua as raw bytes, base64 text, weave ids or ``weavedrive.ref`` references; the
-context turns each into a Blob named by its sha256. Loaded models are cached by those hashes, and every
-result is stored in the context's inference cache under a hash of the call, so replaying a message log
-after a restart never runs inference again.
+Lua calls ``transformers.<family>.<fn>(opts)``; ``opts.model`` is a model manifest (which names every
+file) or the weights file itself, given with the family's other files (``opts.tokenizer``, ``opts.config``)
+as raw bytes, base64 text, weave ids or ``weavedrive.ref`` references. The context turns each into a
+verified Blob. Every result is stored in the context's inference memo under a hash of the call (kernels
+version, family, function, model content, every output-changing input, math mode), so replaying a
+message log never runs inference again; each call charges its deterministic cost to Compute-Limit.
 """
 
 from __future__ import annotations
@@ -14,159 +16,167 @@ import json
 
 import numpy as np
 
-from weavedrive.blob import Blob
 from tfao.kernels import ops
-from tfao.models.sentence import POOLINGS, SentenceEncoder, cached_sentence_encoder, pooling_from_config
-
-DEFAULT_PROMPT = ""
-_MANIFEST_PATHS = {
-    "model": "model.safetensors",
-    "tokenizer": "tokenizer.json",
-    "config": "config.json",
-    "pooling_config": "1_Pooling/config.json",
-    "modules": "modules.json",
-    "sentence_config": "sentence_bert_config.json",
-}
+from tfao.models import registry
+from tfao.models.sources import ModelSource
+from tfao.sandbox.luavm import Metered
 
 
-def _text(value, name: str) -> str:
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError(f"{name} is not valid UTF-8 text") from None
-    if isinstance(value, str):
-        return value
-    raise ValueError(f"{name} must be a string, got {type(value).__name__}")
+def _name(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _prompts(value) -> str | list[str]:
-    if value is None:
-        return DEFAULT_PROMPT
-    if isinstance(value, list):
-        return [_text(item, "each prompt") for item in value]
-    if isinstance(value, dict) and not value:
-        return []  # an empty Lua table
-    return _text(value, "prompt")
-
-
-def _json_blob(blob: Blob, name: str) -> dict:
-    try:
-        return json.loads(blob.read())
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError(f"{name} is not valid JSON") from None
-
-
-def _sources_from_manifest(context, manifest: dict) -> dict:
-    """Blobs and sentence-transformers settings named by a model manifest's files."""
-    by_path = {entry["path"]: entry for entry in manifest.get("files", [])}
-    found = {key: context.blob(by_path[path]["id"]) for key, path in _MANIFEST_PATHS.items() if path in by_path}
-    settings = {}
-    if "pooling_config" in found:
-        settings["pooling"] = pooling_from_config(_json_blob(found["pooling_config"], "the pooling config"))
-    if "modules" in found:
-        modules = _json_blob(found["modules"], "modules.json")
-        settings["normalize_embeddings"] = any(m.get("type", "").endswith("Normalize") for m in modules)
-    if "sentence_config" in found:
-        settings["max_seq_length"] = _json_blob(found["sentence_config"], "sentence_bert_config.json").get("max_seq_length")
-    return {**settings, **{k: found[k] for k in ("model", "tokenizer", "config") if k in found}}
-
-
-def _model_spec(context, opts: dict) -> dict:
-    """The model's blobs and settings from ``opts`` (or from the manifest ``opts.model`` names)."""
+def _options(opts) -> dict:
     if not isinstance(opts, dict):
         raise ValueError("expected an options table")
     if opts.get("model") is None:
         raise ValueError("opts.model is required (bytes, base64, a weave id or a reference)")
-    spec = {"model": context.blob(opts["model"])}
-    manifest_of = getattr(context, "manifest", None)
-    manifest = manifest_of(spec["model"]) if manifest_of else None
+    return opts
+
+
+def model_source(context, family: registry.Family | None, opts: dict) -> ModelSource:
+    """The files ``opts`` names: a manifest's (any file option given beside it replaces that file), or the
+    family's files given one by one."""
+    model = context.blob(_options(opts)["model"])
+    manifest = context.manifest(model)
     if manifest is not None:
-        spec.update(_sources_from_manifest(context, manifest))
-    for name in ("tokenizer", "config"):
-        if opts.get(name) is not None:
-            spec[name] = context.blob(opts[name])
-        elif name not in spec:
+        source = ModelSource.from_manifest(manifest, context.blob)
+        files = family.lua_files if family is not None else {}
+        return source.overlaid({path: context.blob(opts[name]) for name, path in files.items()
+                                if name != "model" and opts.get(name) is not None})
+    if family is None:
+        raise ValueError("opts.model must be a model manifest here (or name the model's family)")
+    blobs = {}
+    for name, path in family.lua_files.items():
+        if opts.get(name) is None:
             raise ValueError(f"opts.model is not a model manifest (its weave id or a reference to it), so opts.{name}"
-                             " is required too: pass a manifest id alone, or model, tokenizer and config each as"
-                             " bytes, base64, a weave id or a reference")
-    pooling = opts.get("pooling", spec.get("pooling", "mean"))
-    pooling = _text(pooling, "pooling")
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-    spec["pooling"] = pooling
-    normalize = opts.get("normalize_embeddings", spec.get("normalize_embeddings", True))
-    if not isinstance(normalize, bool):
-        raise ValueError("normalize_embeddings must be a boolean")
-    spec["normalize_embeddings"] = normalize
-    max_length = opts.get("max_seq_length", spec.get("max_seq_length"))
-    if max_length is not None and (not isinstance(max_length, int) or max_length < 2):
-        raise ValueError("max_seq_length must be an integer of at least 2")
-    spec["max_seq_length"] = max_length
-    return spec
+                             " is required too: pass a manifest id alone, or each file as bytes, base64, a weave id"
+                             " or a reference")
+        blobs[path] = model if name == "model" else context.blob(opts[name])
+    return ModelSource.from_blobs(blobs)
 
 
-def _settings(spec: dict) -> dict:
-    return {k: spec[k] for k in ("pooling", "normalize_embeddings", "max_seq_length")}
+def _family_source(context, family: registry.Family, opts: dict) -> ModelSource:
+    source = model_source(context, family, opts)
+    if not family.detect(source):
+        raise ValueError(f"the model is not a {family.name} model")
+    return source
 
 
-def _model_key(spec: dict) -> str:
-    named = {k: spec[k].sha256 for k in ("model", "tokenizer", "config")} | _settings(spec)
-    return hashlib.sha256(json.dumps(named, sort_keys=True).encode()).hexdigest()
-
-
-def _load_encoder(spec: dict) -> SentenceEncoder:
-    config = _json_blob(spec["config"], "config")
-    weights = spec["model"].path or spec["model"].read()
+def _load(context, family: registry.Family, source: ModelSource):
     try:
-        return SentenceEncoder.from_blobs(weights, spec["tokenizer"].read(), config, spec["pooling"],
-                                          spec["normalize_embeddings"], spec["max_seq_length"])
-    except ValueError:
-        raise
-    except Exception as exc:  # safetensors / tokenizers parse errors: name the input, keep the reason
-        raise ValueError(f"cannot load the model: {exc}") from None
+        return registry.load(family, source, context.prepared)
+    except (KeyError, IndexError) as exc:  # a config without a field the model needs: name the field
+        raise ValueError(f"cannot load the model: its config has no usable {exc}") from None
 
 
-def _to_bytes(array: np.ndarray) -> bytes:
+def call(context, family_name, function_name, opts) -> Metered:
+    """``transformers.<family>.<function>(opts)``: the Lua results, metered."""
+    family_name, function_name = _name(family_name), _name(function_name)
+    family = registry.FAMILIES.get(family_name)
+    function = family.lua.get(function_name) if family is not None else None
+    if function is None:
+        raise ValueError(f"unknown function transformers.{family_name}.{function_name}")
+    source = _family_source(context, family, opts)
+    if function.seeded and opts.get("seed") is None:
+        opts = {**opts, "seed": message_seed(context)}
+    inputs = function.inputs(opts)
+    mode = context.math_mode
+    memo_key = hashlib.sha256(json.dumps({
+        "kernels": ops.KERNELS_VERSION, "family": family.name, "function": function_name,
+        "model": source.key, "inputs": inputs, "mode": mode,
+    }, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    stored = context.cache.get(memo_key)
+    if stored is not None:
+        outputs, cost = decode_result(stored)
+    else:
+        outputs, cost = function.run(_load(context, family, source), inputs, mode)
+        context.cache.put(memo_key, encode_result(outputs, cost))
+    values = function.reply(outputs, opts)
+    return Metered({"n": len(values), "values": values}, cost)
+
+
+def message_seed(context) -> int:
+    """The default seed of a seeded function: from the message's id, so every node draws the same numbers
+    for the same message, and two messages draw different ones."""
+    message_id = _name((getattr(context, "message", None) or {}).get("Id") or "")
+    return int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:8], "little")
+
+
+def prepare(context, task, opts) -> dict:
+    """For ``transformers.pipeline``: which family and function serve ``task`` for this model, and the
+    options every call passes (the model's files resolved once)."""
+    task = _name(task)
+    if not isinstance(opts, dict):
+        opts = {"model": opts}
+    served = [family for family in registry.FAMILIES.values() if task in family.lua_tasks]
+    if not served:
+        supported = sorted({t for family in registry.FAMILIES.values() for t in family.lua_tasks})
+        raise ValueError(f"unknown task: {task} (supported: {', '.join(supported)})")
+    # files given one by one are read as each serving family lays them out, until one recognises them
+    family = next((family for family in served if family.detect(model_source(context, family, _options(opts)))),
+                  None)
+    if family is None:
+        raise ValueError(f"the model does not serve the task {task}")
+    function, input_name = family.lua_tasks[task]
+    resolved = {name: context.blob(opts[name]) if name in family.lua_files else opts[name]
+                for name in opts if opts[name] is not None}
+    resolved.setdefault("task", task)  # a family serving several tasks with one function tells them apart
+    return {"family": family.name, "function": function, "input": input_name, "opts": resolved}
+
+
+def families() -> dict:
+    """Family name -> the names of its Lua functions."""
+    return {name: sorted(family.lua) for name, family in registry.FAMILIES.items() if family.lua}
+
+
+# --------------------------------------------------------------------------- the memo's value format
+# An npz of the outputs' arrays and a JSON outline of the rest (bytes become uint8 arrays); no pickle.
+
+
+def encode_result(outputs, cost: int) -> bytes:
+    arrays: dict[str, np.ndarray] = {}
+
+    def outline(value):
+        if isinstance(value, np.ndarray):
+            arrays[f"a{len(arrays)}"] = value
+            return {"$array": f"a{len(arrays) - 1}"}
+        if isinstance(value, (bytes, bytearray)):
+            arrays[f"a{len(arrays)}"] = np.frombuffer(bytes(value), np.uint8)
+            return {"$bytes": f"a{len(arrays) - 1}"}
+        if isinstance(value, dict):
+            return {"$dict": {key: outline(item) for key, item in value.items()}}
+        if isinstance(value, (list, tuple)):
+            return [outline(item) for item in value]
+        return value
+
+    meta = json.dumps({"cost": int(cost), "outputs": outline(outputs)}).encode()
     buffer = io.BytesIO()
-    np.save(buffer, array.astype(np.float32), allow_pickle=False)
+    np.savez(buffer, allow_pickle=False, meta=np.frombuffer(meta, np.uint8), **arrays)
     return buffer.getvalue()
 
 
-def _from_bytes(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
+def decode_result(data: bytes) -> tuple[object, int]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+        meta = json.loads(stored["meta"].tobytes())
 
+        def inline(value):
+            if isinstance(value, dict):
+                if "$array" in value:
+                    return stored[value["$array"]]
+                if "$bytes" in value:
+                    return stored[value["$bytes"]].tobytes()
+                return {key: inline(item) for key, item in value["$dict"].items()}
+            if isinstance(value, list):
+                return [inline(item) for item in value]
+            return value
 
-def encode_text(context, opts: dict) -> dict:
-    """Sentence embeddings: ``{"data": [float...] or [[float...]...], "model_id": opts.model_id}``."""
-    spec = _model_spec(context, opts)
-    prompts = _prompts(opts.get("prompt"))
-    mode = ops.current_mode()
-    call = {"function": "bert.encode_text", "model": _model_key(spec), "prompt": prompts, "mode": mode}
-    key = hashlib.sha256(json.dumps(call, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-    stored = context.cache.get(key)
-    if stored is not None:
-        vectors = _from_bytes(stored)
-    else:
-        encoder = cached_sentence_encoder(_model_key(spec), lambda: _load_encoder(spec))
-        texts = [prompts] if isinstance(prompts, str) else prompts
-        vectors = encoder.encode(texts, mode=mode) if texts else np.zeros((0, encoder.dimension), np.float32)
-        if isinstance(prompts, str):
-            vectors = vectors[0]
-        context.cache.put(key, _to_bytes(vectors))
-    model_id = opts.get("model_id")
-    return {"data": vectors.astype(np.float64).tolist(),
-            "model_id": None if model_id is None else _text(model_id, "model_id")}
-
-
-def prepare(context, opts: dict) -> dict:
-    """Resolve a model's blobs once (for ``pipeline``): the returned table is valid ``encode_text`` options."""
-    spec = _model_spec(context, opts)
-    return {k: v for k, v in spec.items() if v is not None}
+        return inline(meta["outputs"]), meta["cost"]
 
 
 def bridge_functions(context) -> dict:
     return {
-        "bert_encode_text": lambda opts: encode_text(context, opts),
-        "bert_prepare": lambda opts: prepare(context, opts),
+        "families": families,
+        "call": lambda family, function, opts: call(context, family, function, opts),
+        "prepare": lambda task, opts: prepare(context, task, opts),
     }

@@ -2,8 +2,8 @@
 
 A node builds one ``WeaveDrive`` per process (``WeaveDrive.for_process``) and passes it as
 ``context.drive``; ``bridge_functions(context)`` are the functions lua/weavedrive.lua calls.
-Admission failures raise ``NotAdmitted`` ("HALT: FILE NOT FOUND ..."), which the Lua module turns
-into an error that halts the message. Transaction and block headers above the message's block
+Admission failures (``NotAdmitted``: "HALT: FILE NOT FOUND ...") reach the VM as a ``Halt``, which ends
+the message whatever the Lua code does (a ``pcall`` around ``getData`` cannot swallow it). Transaction and block headers above the message's block
 height are reported as missing, so every node answers the same at the same height.
 """
 
@@ -16,6 +16,7 @@ from weavedrive.blob import Blob
 from weavedrive.admission import Admission, NotAdmitted
 from weavedrive.manifest import manifest_of
 from weavedrive.store import ItemNotFound, WeaveStore, json_bytes
+from tfao.sandbox.luavm import Halt
 
 PATH_RE = re.compile(r"^/?(data|tx|block)/([A-Za-z0-9_-]+)$")
 
@@ -36,7 +37,14 @@ class WeaveDrive:
         return cls(store, Admission(process, module, store, gateway=gateway, admit_all=admit_all), gateway)
 
     def data_blob(self, id: str, block_height: int) -> Blob:
-        """The verified bytes of an admitted id, fetched from the gateway into the weave if needed."""
+        """The verified bytes of an admitted id, fetched from the gateway into the weave if needed;
+        ``Halt`` if the process may not read it."""
+        try:
+            return self._admitted_blob(id, block_height)
+        except NotAdmitted as exc:
+            raise Halt(str(exc)) from None
+
+    def _admitted_blob(self, id: str, block_height: int) -> Blob:
         self.admission.check(id, block_height)
         if not self.store.has(id):
             if self.gateway is None:

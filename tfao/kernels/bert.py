@@ -1,7 +1,7 @@
 """BERT encoders (BertModel's last hidden state) on the numeric primitives of ``ops``.
 
-Weights are a plain dict of float32 arrays keyed by the checkpoint's names (without the ``bert.`` prefix
-that task heads such as BertForMaskedLM add); dense layers are prepared once as ``ops.Linear``.
+Weights are read through ``Weights`` (scoped, shape-checked, memory-mapped) under the checkpoint's names,
+without the ``bert.`` prefix that task heads such as BertForMaskedLM add; dense layers are ``ops.Linear``.
 """
 
 from __future__ import annotations
@@ -11,85 +11,42 @@ import math
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
-from safetensors.numpy import load as load_safetensors_bytes
 
 from . import ops
+from .weights import Weights
 
 _PREFIX = "bert."
 _LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}  # pre-2019 TensorFlow-converted LayerNorm names
+_DENSE = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+          "intermediate.dense", "output.dense")
 
 
-def _expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
-    hidden = config["hidden_size"]
-    inner = config["intermediate_size"]
-    shapes = {
-        "embeddings.word_embeddings.weight": (config["vocab_size"], hidden),
-        "embeddings.position_embeddings.weight": (config["max_position_embeddings"], hidden),
-        "embeddings.token_type_embeddings.weight": (config.get("type_vocab_size", 2), hidden),
-        "embeddings.LayerNorm.weight": (hidden,),
-        "embeddings.LayerNorm.bias": (hidden,),
-    }
-    for i in range(config["num_hidden_layers"]):
-        layer = f"encoder.layer.{i}."
-        for name, (rows, cols) in {
-            "attention.self.query": (hidden, hidden),
-            "attention.self.key": (hidden, hidden),
-            "attention.self.value": (hidden, hidden),
-            "attention.output.dense": (hidden, hidden),
-            "intermediate.dense": (inner, hidden),
-            "output.dense": (hidden, inner),
-        }.items():
-            shapes[layer + name + ".weight"] = (rows, cols)
-            shapes[layer + name + ".bias"] = (rows,)
-        for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
-            shapes[layer + norm + ".weight"] = (hidden,)
-            shapes[layer + norm + ".bias"] = (hidden,)
-    return shapes
+def encoder_weights(weights: Weights) -> Weights:
+    """The encoder's tensors under canonical names: without the ``bert.`` prefix of task heads (whose own
+    tensors, cls.* or classifier.*, are dropped) and with legacy LayerNorm names renamed."""
+    has_prefix = any(name.startswith(_PREFIX) for name in weights.names())
+
+    def canonical(name: str) -> str | None:
+        if has_prefix:
+            if not name.startswith(_PREFIX):
+                return None
+            name = name[len(_PREFIX):]
+        for old, new in _LEGACY_SUFFIXES.items():
+            if name.endswith(old) and "LayerNorm" in name:
+                name = name[: -len(old)] + new
+        return name
+
+    return weights.renamed(canonical)
 
 
-def _canonical_name(name: str, has_prefix: bool) -> str | None:
-    if has_prefix:
-        if not name.startswith(_PREFIX):
-            return None  # a task head (cls.*, classifier.*): not part of the encoder
-        name = name[len(_PREFIX):]
-    for old, new in _LEGACY_SUFFIXES.items():
-        if name.endswith(old) and "LayerNorm" in name:
-            name = name[: -len(old)] + new
-    return name
-
-
-def _read_tensors(weights) -> dict[str, np.ndarray]:
-    """All tensors of a safetensors file (memory-mapped) or of safetensors bytes."""
-    if isinstance(weights, (bytes, bytearray, memoryview)):
-        return load_safetensors_bytes(bytes(weights))
-    with safe_open(str(weights), framework="numpy") as handle:
-        return {name: handle.get_tensor(name) for name in handle.keys()}
-
-
-def select_weights(tensors: dict[str, np.ndarray], config: dict) -> dict[str, np.ndarray]:
-    """The encoder's float32 weights under canonical names; a missing or mis-shaped tensor is a ValueError."""
-    expected = _expected_shapes(config)
-    has_prefix = any(name.startswith(_PREFIX) for name in tensors)
-    found = {}
-    for name, array in tensors.items():
-        canonical = _canonical_name(name, has_prefix)
-        if canonical in expected:
-            found[canonical] = array
-    missing = [name for name in expected if name not in found]
-    if missing:
-        raise ValueError(f"BERT checkpoint is missing tensor(s): {', '.join(missing[:5])}"
-                         + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
-    for name, shape in expected.items():
-        if tuple(found[name].shape) != shape:
-            raise ValueError(f"BERT tensor {name} has shape {tuple(found[name].shape)}, expected {shape}")
-    return {name: np.asarray(found[name], dtype=np.float32) for name in expected}
+def _norm_params(weights: Weights, size: int) -> tuple[np.ndarray, np.ndarray]:
+    return weights.get("weight", (size,)), weights.get("bias", (size,))
 
 
 class BertModel:
     """``model(input_ids, attention_mask, token_type_ids)`` -> last hidden state, float32 [B, T, H]."""
 
-    def __init__(self, config: dict, weights: dict[str, np.ndarray]):
+    def __init__(self, config: dict, weights: Weights, prepared: ops.PreparedStore | None = None):
         if config.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(f"unsupported position_embedding_type {config['position_embedding_type']!r}")
         activation = config.get("hidden_act", "gelu")
@@ -99,33 +56,51 @@ class BertModel:
         self.activation = ops.ACTIVATIONS[activation]
         self.heads = config["num_attention_heads"]
         self.eps = float(config.get("layer_norm_eps", 1e-12))
-        self.weights = weights
-        self.linears = {
-            name[: -len(".weight")]: ops.Linear(array, weights[name[: -len(".weight")] + ".bias"])
-            for name, array in weights.items()
-            if array.ndim == 2 and name.startswith("encoder.")
+        hidden, inner = config["hidden_size"], config["intermediate_size"]
+        weights = encoder_weights(weights)
+        embeddings = weights.pp("embeddings")
+        self.embeddings = {
+            "word": embeddings.get("word_embeddings.weight", (config["vocab_size"], hidden)),
+            "position": embeddings.get("position_embeddings.weight", (config["max_position_embeddings"], hidden)),
+            "token_type": embeddings.get("token_type_embeddings.weight", (config.get("type_vocab_size", 2), hidden)),
         }
+        self.norms = {"embeddings.LayerNorm": _norm_params(embeddings.pp("LayerNorm"), hidden)}
+        self.linears = {}
+        shapes = dict.fromkeys(_DENSE[:4], (hidden, hidden)) | {"intermediate.dense": (inner, hidden),
+                                                                "output.dense": (hidden, inner)}
+        for i in range(config["num_hidden_layers"]):
+            layer = weights.pp(f"encoder.layer.{i}")
+            for name, shape in shapes.items():
+                self.linears[layer.key(name)] = ops.Linear.load(layer.pp(name), shape, prepared)
+            for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
+                self.norms[layer.key(norm)] = _norm_params(layer.pp(norm), hidden)
 
     @classmethod
-    def from_pretrained(cls, folder) -> "BertModel":
+    def from_pretrained(cls, folder, prepared: ops.PreparedStore | None = None) -> "BertModel":
         """Load a Hugging Face folder: config.json + model.safetensors."""
         folder = Path(folder)
         config = json.loads((folder / "config.json").read_text())
-        return cls.from_safetensors(config, folder / "model.safetensors")
+        return cls(config, Weights.load(folder / "model.safetensors"), prepared)
 
     @classmethod
-    def from_safetensors(cls, config: dict | str | bytes, weights) -> "BertModel":
+    def from_safetensors(cls, config: dict | str | bytes, weights, prepared: ops.PreparedStore | None = None) -> "BertModel":
         """From a config (dict or JSON text) and safetensors bytes or a file path."""
         if not isinstance(config, dict):
             config = json.loads(config)
-        return cls(config, select_weights(_read_tensors(weights), config))
+        return cls(config, Weights.load(weights), prepared)
+
+    def nbytes(self) -> int:
+        """Bytes the model references: embeddings, norms and each dense layer (see ``ops.Linear.nbytes``)."""
+        arrays = list(self.embeddings.values()) + [a for pair in self.norms.values() for a in pair]
+        return sum(a.nbytes for a in arrays) + sum(linear.nbytes() for linear in self.linears.values())
 
     @property
     def max_positions(self) -> int:
         return self.config["max_position_embeddings"]
 
     def _norm(self, x, name, mode):
-        return ops.layer_norm(x, self.weights[name + ".weight"], self.weights[name + ".bias"], self.eps, mode=mode)
+        weight, bias = self.norms[name]
+        return ops.layer_norm(x, weight, bias, self.eps, mode=mode)
 
     def _attention(self, x, keep, prefix, mode):
         batch, length, hidden = x.shape
@@ -163,10 +138,9 @@ class BertModel:
             raise ValueError(f"sequence of {length} tokens exceeds max_position_embeddings {self.max_positions}")
         keep = np.ones(input_ids.shape, dtype=bool) if attention_mask is None else np.asarray(attention_mask).reshape(input_ids.shape) != 0
         token_types = np.zeros_like(input_ids) if token_type_ids is None else np.asarray(token_type_ids, dtype=np.int64).reshape(input_ids.shape)
-        w = self.weights
-        x = w["embeddings.word_embeddings.weight"][input_ids]  # [B, T, H]
-        x = x + w["embeddings.token_type_embeddings.weight"][token_types]
-        x = x + w["embeddings.position_embeddings.weight"][:length]
+        x = self.embeddings["word"][input_ids]  # [B, T, H]
+        x = x + self.embeddings["token_type"][token_types]
+        x = x + self.embeddings["position"][:length]
         x = self._norm(x, "embeddings.LayerNorm", mode)
         for i in range(self.config["num_hidden_layers"]):
             x = self._layer(x, keep, i, mode)

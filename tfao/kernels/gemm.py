@@ -8,11 +8,15 @@ Non-finite inputs: a NaN or inf in a GEMM row makes that output row non-finite; 
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
-from .modes import resolve_mode
+from .modes import KERNELS_VERSION, resolve_mode
 
 
 def gemm_bits(k: int) -> int:
@@ -54,26 +58,91 @@ def matmul(a: np.ndarray, b: np.ndarray, mode: str | None = None, max_k: int | N
     return _exact_matmul(a, b, max_k)
 
 
+class PreparedStore:
+    """Prepared exact-mode weights in ``.npy`` files under ``folder``, keyed by the weight's content and the
+    kernels version, memory-mapped read-only: processes that use the same model share one copy through
+    the page cache instead of each holding a private one."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def arrays(self, key: str, names: tuple[str, ...], build: Callable[[], tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+        paths = [self.folder / f"{key}.{name}.npy" for name in names]
+        if not all(path.exists() for path in paths):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for path, array in zip(paths, build()):
+                partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+                with open(partial, "wb") as handle:
+                    np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+                os.replace(partial, path)  # atomic: a reader sees the whole file or none
+        return tuple(np.load(path, mmap_mode="r", allow_pickle=False) for path in paths)
+
+
+def weighted_rows(weights: np.ndarray, rows: np.ndarray, mode: str | None = None,
+                  max_k: int | None = None) -> np.ndarray:
+    """``weights @ rows`` for weights [..., M, K] and rows [..., K, N] (attention probabilities times values),
+    where an output row depends only on the rows its weights touch.
+
+    Exact mode scales ``rows`` per row (not per column as ``matmul`` does) and folds those powers of two into
+    the weights, so rows with weight 0 (masked or future keys) never change the bits: a query gives the same
+    result with or without padded or not-yet-generated keys beside it. ``max_k`` bounds K as in ``matmul``.
+    """
+    if resolve_mode(mode) == "fast":
+        return np.matmul(weights, rows)
+    k = weights.shape[-1]
+    if max_k is not None and k > max_k:
+        raise ValueError(f"contraction length {k} exceeds max_k {max_k}")
+    bits = gemm_bits(max_k or k)
+    rows_int, rows_scale = _quantize(rows, -1, bits)  # per row of ``rows``: [..., K, 1]
+    folded = np.multiply(weights, np.swapaxes(rows_scale, -1, -2), dtype=np.float64)  # exact: powers of two
+    weights_int, weights_scale = _quantize(folded, -1, bits)
+    product = np.matmul(weights_int, rows_int)
+    product *= weights_scale
+    return product.astype(np.float32)
+
+
 class Linear:
     """``x @ weight.T + bias`` with the weight prepared once per mode (float32 for fast, integers for exact).
 
-    ``weight`` is [out, in] as checkpoints store it.
+    ``weight`` is [out, in] as checkpoints store it; it is used in place (a memory-mapped checkpoint stays
+    shared). With a ``PreparedStore`` the exact-mode integers are memory-mapped from it too.
     """
 
-    def __init__(self, weight: np.ndarray, bias: np.ndarray | None = None):
+    def __init__(self, weight: np.ndarray, bias: np.ndarray | None = None, prepared: PreparedStore | None = None):
         self.in_features = weight.shape[1]
         self.out_features = weight.shape[0]
-        self.weight_t = np.ascontiguousarray(weight.T, dtype=np.float32)  # [in, out]
+        self.weight = np.asarray(weight, dtype=np.float32)
+        self.weight_t = self.weight.T  # [in, out], a view: BLAS reads the transpose in place
         self.bias = None if bias is None else np.asarray(bias, dtype=np.float32)
+        self.prepared = prepared
         self._exact = None
+
+    @classmethod
+    def load(cls, weights, shape: tuple[int, int], prepared: PreparedStore | None = None) -> "Linear":
+        """From a ``Weights`` scope holding ``weight`` [out, in] and ``bias`` [out]."""
+        return cls(weights.get("weight", shape), weights.get("bias", shape[:1]), prepared)
+
+    def _quantized_weight(self, bits: int) -> tuple[np.ndarray, np.ndarray]:
+        weight_int, weight_scale = _quantize(self.weight_t, 0, bits)  # per output unit
+        return np.ascontiguousarray(weight_int), weight_scale
 
     def _exact_weight(self):
         if self._exact is None:
             bits = gemm_bits(self.in_features)
-            weight_int, weight_scale = _quantize(self.weight_t, 0, bits)  # per output unit
+            if self.prepared is None:
+                weight_int, weight_scale = self._quantized_weight(bits)
+            else:
+                content = hashlib.sha256(np.ascontiguousarray(self.weight).data).hexdigest()
+                key = f"v{KERNELS_VERSION}-{content}-{self.out_features}x{self.in_features}-{bits}"
+                weight_int, weight_scale = self.prepared.arrays(key, ("int", "scale"), lambda: self._quantized_weight(bits))
             bias = None if self.bias is None else self.bias.astype(np.float64)
             self._exact = (bits, weight_int, weight_scale, bias)
         return self._exact
+
+    def nbytes(self) -> int:
+        """Bytes referenced: the float32 weight and bias, and the exact-mode copy (float64) once prepared."""
+        exact = self.weight.size * 8 if self._exact is not None or self.prepared is None else 0
+        return self.weight.nbytes + (0 if self.bias is None else self.bias.nbytes) + exact
 
     def __call__(self, x: np.ndarray, mode: str | None = None) -> np.ndarray:
         lead = x.shape[:-1]

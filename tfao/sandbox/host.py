@@ -9,6 +9,12 @@ whole Lua VM (coroutines, closures, loaded models), so:
   memory bomb or a compute-limit overrun the child is dropped and the holder is untouched;
 * a dry-run is evaluated in a throw-away child, so it never waits for a running message.
 
+Every child has a wall-clock limit (``HostConfig.eval_timeout``): a real alarm whose default
+action kills the child wherever it is (a Lua pattern, a finalizer, Python behind a bridge), so a
+runaway evaluation ends in an ``Error`` and the holder goes on. The instruction budget
+(``Compute-Limit``) stays the deterministic limit; the clock is the node's, as on a real CU, and
+the child disarms it before it reports, so a result is never half-sent.
+
 Holders are forked from a small single-threaded *zygote* (a clean Python that has imported the
 runtime once), never from the multi-threaded node. The zygote is a child subreaper, so holders
 whose parent exited are reaped by it. All writers to a holder's channel (holder, evaluating
@@ -32,15 +38,23 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from typing import Callable
 
-from tfao.kernels.ops import math_mode
+from tfao.sandbox.aos import error_result
 
 PR_SET_CHILD_SUBREAPER = 36
+DEFAULT_EVAL_TIMEOUT = 30.0  # seconds a message or dry-run may run before it ends in an Error
+# how long the node waits past the timeout for a dry-run's answer (its child may have been killed)
+DRYRUN_GRACE = 5.0
 
 
 @dataclass
 class HostConfig:
-    """What a holder needs to build its process: limits and the context of its bridges."""
+    """What a holder needs to build its process: limits and the context of its bridges.
+
+    ``context_factory(config)`` builds the host side of the bridged modules (``bridges()``,
+    ``lua_sources()``, ``set_message(msg)``); the node passes it, so the sandbox knows no model code.
+    """
 
     process_id: str
     process_owner: str
@@ -51,6 +65,8 @@ class HostConfig:
     home: str
     memory_limit: int
     compute_limit: int
+    eval_timeout: float = DEFAULT_EVAL_TIMEOUT
+    context_factory: Callable | None = None
     options: dict = field(default_factory=dict)
 
 
@@ -58,13 +74,15 @@ class HostConfig:
 
 
 class Zygote:
-    """A clean process that forks holders on request; owned by one node."""
+    """A clean process that forks holders on request; owned by one node. It imports ``preload`` (module
+    names) once, so every holder starts warm."""
 
-    def __init__(self):
+    def __init__(self, preload: tuple[str, ...] = ()):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = dict(os.environ, TZ="UTC")
+        modules = ("tfao.sandbox.aos", *preload)
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", f"import tfao.sandbox.host; tfao.sandbox.host.zygote_main({theirs.fileno()})"],
+            [sys.executable, "-c", f"import tfao.sandbox.host; tfao.sandbox.host.zygote_main({theirs.fileno()}, {modules!r})"],
             pass_fds=[theirs.fileno()],
             env=env,
             start_new_session=True,
@@ -80,7 +98,7 @@ class Zygote:
             socket.send_fds(self.control, [struct.pack("!I", len(payload))], [theirs.fileno()])
             self.control.sendall(payload)
         theirs.close()
-        return ProcessHost(Connection(ours.detach()))
+        return ProcessHost(Connection(ours.detach()), config.eval_timeout)
 
     def close(self) -> None:
         try:
@@ -100,8 +118,9 @@ class HostError(RuntimeError):
 class ProcessHost:
     """The node's handle on one holder: evaluate (one at a time), dry-run and replay (any time)."""
 
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, eval_timeout: float = DEFAULT_EVAL_TIMEOUT):
         self.conn = conn
+        self.eval_timeout = eval_timeout
         self.send_lock = threading.Lock()
         self.pending: dict[int, Future] = {}
         self.ids = itertools.count(1)
@@ -142,7 +161,12 @@ class ProcessHost:
         return self._request("eval", msg, env).result()
 
     def dryrun(self, msg: dict, env: dict) -> dict:
-        return self._request("dryrun", msg, env).result()
+        """Evaluate against the latest state; an Error if no answer comes in time (its child was killed)."""
+        future = self._request("dryrun", msg, env)
+        try:
+            return future.result(self.eval_timeout + DRYRUN_GRACE)
+        except TimeoutError:
+            return timed_out_result(self.eval_timeout)
 
     def replay(self, messages: list[tuple[dict, dict]]) -> int:
         """Re-apply messages known to have succeeded (restart); returns how many diverged."""
@@ -161,15 +185,15 @@ class ProcessHost:
 # ------------------------------------------------------------------------------------- zygote side
 
 
-def zygote_main(control_fd: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+def zygote_main(control_fd: int, preload: tuple[str, ...] = ()) -> None:
+    import importlib
     import time
 
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     time.tzset()
-    # import the runtime once so every holder starts warm
-    import tfao.sandbox.aos  # noqa: F401
-    import tfao.bridges.context  # noqa: F401
+    for module in preload:  # import the runtime once so every holder starts warm
+        importlib.import_module(module)
 
     control = socket.socket(fileno=control_fd)
     while True:
@@ -221,17 +245,18 @@ class _Holder:
     """Holds the committed state of one process and forks a child for every evaluation."""
 
     def __init__(self, conn: Connection, config: HostConfig):
-        from tfao.bridges.context import ProcessContext
         from tfao.sandbox.aos import AosProcess
 
         self.conn = conn
+        self.eval_timeout = config.eval_timeout
         self.write_lock = multiprocessing.Lock()
-        self.context = ProcessContext(config)
+        self.dryruns: dict[int, tuple[int, int]] = {}  # pidfd -> (child pid, request id), until it exits
+        self.context = config.context_factory(config) if config.context_factory is not None else None
         self.process = AosProcess(
             memory_limit=config.memory_limit,
             compute_limit=config.compute_limit,
-            bridges=self.context.bridges(),
-            bridge_sources=self.context.lua_sources(),
+            bridges=self.context.bridges() if self.context is not None else None,
+            bridge_sources=self.context.lua_sources() if self.context is not None else None,
         )
 
     def receive(self) -> tuple:
@@ -245,13 +270,35 @@ class _Holder:
             self.conn.send((rid, ok, value))
 
     def evaluate(self, msg: dict, env: dict) -> dict:
-        self.context.set_message(msg)
-        with math_mode(self.context.math_mode):
-            return self.process.handle(msg, env)
+        if self.context is not None:
+            self.context.set_message(msg)
+        return self.process.handle(msg, env)
+
+    def wait(self, *fds: int) -> list:
+        """Block until the channel or one of ``fds`` is ready, answering for dry-run children that died."""
+        while True:
+            ready, _, _ = select.select([self.conn, *fds, *self.dryruns], [], [])
+            exited = [fd for fd in ready if fd in self.dryruns]
+            for pidfd in exited:
+                self.finish_dryrun(pidfd)
+            if len(ready) > len(exited):
+                return [fd for fd in ready if fd not in exited]
+
+    def finish_dryrun(self, pidfd: int) -> None:
+        pid, rid = self.dryruns.pop(pidfd)
+        os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status):  # killed before it could answer
+            self.reply(rid, True, self.death_result(status))
+
+    def death_result(self, status: int) -> dict:
+        if os.WTERMSIG(status) == signal.SIGALRM:
+            return timed_out_result(self.eval_timeout)
+        return error_result("evaluation crashed (the process host was killed or ran out of memory)")
 
     def serve(self) -> None:
         while True:
-            _reap()
+            self.wait()
             kind, rid, *args = self.receive()
             if kind == "eval":
                 self.fork_eval(rid, *args)
@@ -261,12 +308,25 @@ class _Holder:
                 diverged = sum("Error" in self.evaluate(msg, env) for msg, env in args[0])
                 self.reply(rid, True, diverged)
 
+    def evaluate_bounded(self, msg: dict, env: dict) -> dict:
+        """Evaluate in a child under the wall-clock limit, disarmed before the result is reported."""
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.setitimer(signal.ITIMER_REAL, self.eval_timeout)
+        try:
+            result = self.evaluate(msg, env)
+        except BaseException as exc:  # a host bug: report it as the message's error, keep the holder
+            result = error_result(f"evaluation failed: {exc}")
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        return result
+
     def fork_dryrun(self, rid: int, msg: dict, env: dict) -> None:
-        if os.fork() == 0:
+        child = os.fork()
+        if child == 0:
             try:
-                self.reply(rid, True, self.evaluate(msg, env))
+                self.reply(rid, True, self.evaluate_bounded(msg, env))
             finally:
                 os._exit(0)
+        self.dryruns[os.pidfd_open(child)] = (child, rid)
 
     def fork_eval(self, rid: int, msg: dict, env: dict) -> None:
         """Evaluate in a child. Success: the child returns here as the new holder and this one exits."""
@@ -281,10 +341,12 @@ class _Holder:
 
     def run_child(self, rid: int, msg: dict, env: dict, status_w: int) -> None:
         holder = os.getppid()
-        try:
-            result = self.evaluate(msg, env)
-        except BaseException as exc:  # a host bug: report it as the message's error, keep the holder
-            result = {"Error": f"evaluation failed: {exc}", "Messages": [], "Spawns": [], "Assignments": []}
+        # the dry-runs running now are the holder's children: if this child takes over, the node's
+        # own deadline answers for any of them that dies
+        for pidfd in self.dryruns:
+            os.close(pidfd)
+        self.dryruns.clear()
+        result = self.evaluate_bounded(msg, env)
         committed = "Error" not in result
         # tell the holder first, so it stops reading before the node can send the next request
         os.write(status_w, b"C" if committed else b"E")
@@ -297,7 +359,7 @@ class _Holder:
     def watch_child(self, rid: int, child: int, status_r: int) -> None:
         """Serve dry-runs from the old state until the child reports; then hand over or carry on."""
         while True:
-            ready, _, _ = select.select([status_r, self.conn], [], [])
+            ready = self.wait(status_r)
             if status_r in ready:
                 break
             kind, other, *args = self.receive()
@@ -309,15 +371,13 @@ class _Holder:
         os.close(status_r)
         if verdict == b"C":
             os._exit(0)
-        try:
-            os.waitpid(child, 0)
-        except ChildProcessError:
-            pass
+        _, status = os.waitpid(child, 0)
         if verdict == b"":
-            self.reply(rid, True, {
-                "Error": "evaluation crashed (the process host was killed or ran out of memory)",
-                "Messages": [], "Spawns": [], "Assignments": [],
-            })
+            self.reply(rid, True, self.death_result(status))
+
+
+def timed_out_result(timeout: float) -> dict:
+    return error_result(f"evaluation timed out: it ran longer than this node's limit of {timeout:g} s")
 
 
 def _wait_for_exit(pid: int) -> None:

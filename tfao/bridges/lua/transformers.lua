@@ -1,6 +1,7 @@
 -- Transformers for processes: deterministic model inference run by the host.
 --
 --   local transformers = require("transformers")
+--   transformers.<family>.<function>(opts)     one function per model family in the host's registry, e.g.
 --   transformers.bert.encode_text{ model = M, tokenizer = T, config = C, prompt = "text" }
 --       -> { 0.01, -0.2, ... } (one prompt) or { {...}, {...} } (a list of prompts),
 --          plus a second result { model_id = opts.model_id, prompt = opts.prompt }
@@ -9,11 +10,13 @@
 --
 -- M, T and C are the bytes of model.safetensors, tokenizer.json and config.json, as raw bytes, base64
 -- text, a weave id or a reference from require("weavedrive").ref(id). M may instead be a model
--- manifest, which names the other files. Options: normalize_embeddings (default true), pooling
--- ("mean", "cls" or "max"; default "mean"), max_seq_length, model_id (echoed back).
+-- manifest, which names the other files. bert.encode_text options: normalize_embeddings (default: as
+-- the model's modules.json says, true without one), pooling ("mean", "cls" or "max"; default: the
+-- model's Pooling config, else "mean"), max_seq_length, model_id (echoed back).
+-- Each call charges its multiply-adds to the message's Compute-Limit.
 local _, host = ...
 
-local transformers = { _version = "1.0.0" }
+local transformers = { _version = "2.0.0" }
 
 local function call(name, ...)
   local ok, value = host[name](...)
@@ -21,35 +24,31 @@ local function call(name, ...)
   return value
 end
 
-local function copy(t)
-  local out = {}
-  for k, v in pairs(t) do out[k] = v end
-  return out
+local function results(family, fn, opts)
+  local r = call("call", family, fn, opts)
+  return table.unpack(r.values, 1, r.n)
 end
 
-transformers.bert = {}
-
-function transformers.bert.encode_text(opts)
-  if type(opts) ~= "table" then error("bert.encode_text expects an options table", 2) end
-  local result = call("bert_encode_text", opts)
-  return result.data, { model_id = result.model_id, prompt = opts.prompt }
-end
-
-local TASKS = {
-  ["feature-extraction"] = function(spec)
-    return function(prompt)
-      local opts = copy(spec)
-      opts.prompt = prompt
-      return call("bert_encode_text", opts).data
+for family, functions in pairs(call("families")) do
+  local namespace = {}
+  for _, fn in ipairs(functions) do
+    namespace[fn] = function(opts)
+      if type(opts) ~= "table" then error(family .. "." .. fn .. " expects an options table", 2) end
+      return results(family, fn, opts)
     end
-  end,
-}
+  end
+  transformers[family] = namespace
+end
 
 function transformers.pipeline(task, opts)
-  local make = TASKS[task]
-  if not make then error("unknown task: " .. tostring(task) .. " (supported: feature-extraction)", 2) end
   if type(opts) ~= "table" then opts = { model = opts } end
-  return make(call("bert_prepare", opts))
+  local spec = call("prepare", task, opts)
+  return function(input)
+    local each = {}
+    for k, v in pairs(spec.opts) do each[k] = v end
+    each[spec.input] = input
+    return (results(spec.family, spec["function"], each))
+  end
 end
 
 return transformers
