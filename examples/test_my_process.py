@@ -21,7 +21,7 @@ def test_a_handler_replies(ao_process):
 def test_a_stranger_cannot_eval(ao_process, wallets):
     ao_process.eval("Count = 1", wallet=wallets[1])  # not the owner: the message lands in the Inbox
     assert ao_process.eval("return tostring(Count)")["Output"]["data"] == "nil"
-    assert ao_process.dryrun("Eval", data="#Inbox")["Output"]["data"] == "1"
+    assert ao_process.dryrun("Eval", data="Inbox[#Inbox].Data")["Output"]["data"] == "Count = 1"
 
 
 def test_a_process_of_your_own_on_the_node(ao_node):
