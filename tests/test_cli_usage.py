@@ -164,3 +164,18 @@ def test_serve_logs_requests_at_info(tmp_path):
         _, log = server.communicate(timeout=30)
     assert re.search(r"INFO tfao.http.requests: GET /timestamp 200 \d+\.\d ms", log), log
     assert re.search(r"GET /result/x{43} 400 \d+\.\d ms", log), log
+
+
+def test_weave_import_and_attest_in_json(home, tmp_path):
+    folder = tmp_path / "tiny-model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    (folder / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+    imported = json.loads(tfao(home, "weave", "import", "--json", str(folder)).stdout)
+    assert imported["name"] == "tiny-model"
+    assert sorted(f["path"] for f in imported["files"]) == ["config.json", "vocab.txt"]
+    attested = json.loads(tfao(home, "weave", "attest", "--json", imported["manifest"]).stdout)
+    assert {a["attests"] for a in attested} == {imported["manifest"], *(f["id"] for f in imported["files"])}
+    assert all(re.fullmatch(ID, a["id"]) for a in attested)
+    missing = tfao(home, "weave", "import", str(tmp_path / "nowhere"), check=False)
+    assert missing.returncode == 1 and "is not a folder (nor a model installed from PyPI" in missing.stderr
