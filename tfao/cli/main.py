@@ -40,7 +40,6 @@ class UsageError(Exception):
 
 
 USER_ERRORS = (UsageError, NodeError, ClientError, InvalidDataItem, TimeoutError, OSError, ValueError)
-NOT_ADMISSIBLE = re.compile(r"HALT: FILE NOT FOUND: ([A-Za-z0-9_-]{43}) is not admissible")
 
 
 # --------------------------------------------------------------------------------------- output
@@ -61,14 +60,9 @@ def emit(text: str, stream=None) -> None:
 
 
 def emit_result(result: dict, source: str | None = None) -> bool:
-    """Print a result as aos does (an error on stderr, with a hint when there is one) and the messages it
-    sends; True on success."""
+    """Print a result as aos does (an error on stderr) and the messages it sends; True on success."""
     text, ok = result_text(result, source)
     emit(text, sys.stdout if ok else sys.stderr)
-    if not ok and (unattested := NOT_ADMISSIBLE.search(str(result.get("Error")))):
-        emit(f"{GRAY}hint: {unattested[1]} is not attested for this process. If it is in the weave"
-             f" (tfao weave ls), attest it as the process's scheduler, then send again: tfao weave attest"
-             f" {unattested[1]}{RESET}", sys.stderr)
     for line in sent_lines(result):
         emit(line)
     return ok
@@ -165,12 +159,12 @@ def parse_tags(texts: list[str]) -> list[tuple[str, str]]:
     return tags
 
 
-def spawn_process(node, *, name=None, tags=(), module=None, data="", timeout=None, **signing) -> tuple[str, dict]:
+def spawn_process(node, *, name=None, tags=(), module=None, data="", timeout=None, **signer) -> tuple[str, dict]:
     """Spawn as aos does (trusting the node that pushes messages), wait for the process's first result."""
     tags = list(tags)
     if not any(tag_name == "Authority" for tag_name, _ in tags):
         tags.append(("Authority", node.scheduler() if isinstance(node, RemoteNode) else node.address))
-    spawned = node.spawn(name=name, tags=tags, module=module, data=data, **signing)
+    spawned = node.spawn(name=name, tags=tags, module=module, data=data, **signer)
     pid = spawned if isinstance(spawned, str) else spawned.id
     return pid, wait_for_result(node, pid, pid, timeout)
 
@@ -196,8 +190,8 @@ def checked_process(node, pid: str) -> str:
     return pid
 
 
-def send_eval(node, pid: str, code: str, timeout: float | None, **signing) -> tuple[str, dict]:
-    message_id = node.message(pid, data=code, tags=[("Action", "Eval")], **signing)
+def send_eval(node, pid: str, code: str, timeout: float | None, **signer) -> tuple[str, dict]:
+    message_id = node.message(pid, data=code, tags=[("Action", "Eval")], **signer)
     return message_id, wait_for_result(node, pid, message_id, timeout)
 
 
@@ -275,7 +269,7 @@ def cmd_ps(args) -> int:
     """The home's processes, or with --url this wallet's processes on that node (no message counts there)."""
     with open_node(args) as node:
         records = node.processes()
-        counts = {} if is_remote(args) else {r["id"]: node.store.message_count(r["id"]) for r in records}
+        counts = {} if is_remote(args) else {r["id"]: node.scheduled_count(r["id"]) for r in records}
     rows = [{"id": r["id"], "name": r["name"], "owner": r["owner"], "module": r["module"],
              "messages": counts.get(r["id"])} for r in records]
     if args.json:
@@ -341,11 +335,17 @@ def cmd_demo(args) -> int:
 # --------------------------------------------------------------------------------------- parser
 
 
-def home_option() -> argparse.ArgumentParser:
+def home_option(default=argparse.SUPPRESS) -> argparse.ArgumentParser:
+    """``--home``, before the command (default None) or after it (default SUPPRESS: a --home given
+    before the command is not overwritten by this one's default)."""
     parent = argparse.ArgumentParser(add_help=False)
-    # SUPPRESS: a --home given before the command is not overwritten by this one's default
-    parent.add_argument("--home", type=Path, default=argparse.SUPPRESS,
-                        help="node home folder (default: $TFAO_HOME or ~/.tfao)")
+    parent.add_argument("--home", type=Path, default=default, help="node home folder (default: $TFAO_HOME or ~/.tfao)")
+    return parent
+
+
+def tag_option() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE", help="add a tag (repeatable)")
     return parent
 
 
@@ -384,11 +384,11 @@ def package_version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfao", description="Transformers-AO: a local AO node and its tools.",
-        epilog="Output is coloured on a terminal; set NO_COLOR, or TFAO_COLOR=always|never, to change that.")
-    parser.add_argument("--home", type=Path, help="node home folder (default: $TFAO_HOME or ~/.tfao)")
+        epilog="Output is coloured on a terminal; set NO_COLOR, or TFAO_COLOR=always|never, to change that.",
+        parents=[home_option(default=None)])
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    home, remote, as_json, wallet = home_option(), remote_options(), json_option(), wallet_option()
+    home, remote, as_json, wallet, tags = home_option(), remote_options(), json_option(), wallet_option(), tag_option()
 
     def command(name, handler, help, parents=(remote,)):
         sub = commands.add_parser(name, help=help, description=help, parents=[home, *parents])
@@ -396,17 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     process_help = "the process id"
-    spawn = command("spawn", cmd_spawn, "spawn an aos process; prints its id", (remote, wallet, as_json))
+    spawn = command("spawn", cmd_spawn, "spawn an aos process; prints its id", (remote, wallet, as_json, tags))
     spawn.add_argument("--name", help="the process's Name tag")
-    spawn.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE", help="add a tag (repeatable)")
     spawn.add_argument("--module", type=arweave_id, help="module id (default: the node's tfao module)")
     spawn.add_argument("--data", help="the process item's data (e.g. code run by On-Boot=Data)")
 
     send = command("send", cmd_send, "send a message; prints its id and the process's output",
-                   (remote, wallet, as_json))
+                   (remote, wallet, as_json, tags))
     send.add_argument("--process", required=True, type=arweave_id, metavar="PID", help=process_help)
     send.add_argument("--action", required=True, help="the Action tag")
-    send.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE", help="add a tag (repeatable)")
     send.add_argument("--data", help="message data")
 
     evaluate = command("eval", cmd_eval, "evaluate Lua in a process (an Eval message) and print the output",
