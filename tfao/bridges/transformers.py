@@ -77,8 +77,10 @@ def call(context, family_name, function_name, opts) -> Metered:
     function = family.lua.get(function_name) if family is not None else None
     if function is None:
         raise ValueError(f"unknown function transformers.{family_name}.{function_name}")
+    if family.lua_options is not None and isinstance(opts, dict):
+        opts = family.lua_options(opts)
     source = _family_source(context, family, opts)
-    inputs = function.inputs(opts)
+    inputs = function.inputs(opts, getattr(context, "message", {})) if function.needs_message else function.inputs(opts)
     mode = context.math_mode
     memo_key = hashlib.sha256(json.dumps({
         "kernels": ops.KERNELS_VERSION, "family": family.name, "function": function_name,

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tfao.kernels import ops
-from tfao.models import bert
+from tfao.models import bert, stable_diffusion as sd
 from tfao.models.cache import MODEL_CACHE
 from tfao.models.sources import ModelSource, SourceError
 
@@ -30,6 +30,7 @@ class LuaFunction:
     inputs: Callable[[dict], dict]
     run: Callable[[object, dict, str], tuple[object, int]]
     reply: Callable[[object, dict], list]
+    needs_message: bool = False  # inputs(opts, message): defaults taken from the message (e.g. a seed)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Family:
     lua: Mapping[str, LuaFunction] = field(default_factory=dict)
     lua_tasks: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # task -> (function, input option)
     lua_files: Mapping[str, str] = field(default_factory=dict)  # option -> file path, for files given one by one
+    lua_options: Callable[[dict], dict] | None = None  # renames other option names (e.g. a seed project's)
 
 
 FAMILIES: dict[str, Family] = {
@@ -56,6 +58,18 @@ FAMILIES: dict[str, Family] = {
             lua={"encode_text": LuaFunction(bert.encode_text_inputs, bert.encode_text, bert.encode_text_reply)},
             lua_tasks={"feature-extraction": ("encode_text", "prompt")},
             lua_files={"model": "model.safetensors", "tokenizer": "tokenizer.json", "config": "config.json"},
+        ),
+        Family(
+            name="sd",
+            detect=sd.detect,
+            load=lambda source, prepared: sd.StableDiffusionPipeline.from_source(source),
+            size=sd.StableDiffusionPipeline.nbytes,
+            tasks={"text-to-image": sd.TextToImage, "image-to-image": sd.ImageToImage},
+            lua={"txt2img": LuaFunction(sd.txt2img_inputs, sd.generate, sd.generate_reply, needs_message=True),
+                 "img2img": LuaFunction(sd.img2img_inputs, sd.generate, sd.generate_reply, needs_message=True)},
+            lua_tasks={"text-to-image": ("txt2img", "prompt"), "image-to-image": ("img2img", "image")},
+            lua_files=sd.LUA_FILES,
+            lua_options=sd.lua_options,
         ),
     ]
 }
