@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from tfao.http import server
 from tfao.http.client import ClientError, RemoteNode, dryrun_body
+from tfao.cli import sd as sd_cli
 from tfao.cli.demo import run_demo
 from tfao.node.node import Node, NodeError, decode_cursor
 from tfao.cli.repl import GRAY, RED, RESET, Terminal, outgoing_text, output_text, result_text, strip_ansi
@@ -433,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     weave_cli.register(commands)
     server.register(commands)
+    sd_cli.register(commands)
     return parser
 
 

@@ -158,9 +158,9 @@ class StableDiffusionPipeline:
         """A diffusers folder, a manifest id in the local weave (of ``home``), or an original single file
         (``config``: a diffusers folder for its configs and tokenizer; SD1.5's configs otherwise)."""
         if isinstance(source, (str, Path)) and Path(source).is_file():
-            models = load_single_file(source, config)
-            if models.tokenizer_folder is None:
+            if config is None or not (Path(config) / "tokenizer").is_dir():
                 raise SourceError("a single file holds no tokenizer: pass config= a diffusers folder that has tokenizer/")
+            models = load_single_file(source, config)
             return cls(models.text_encoder, load_clip_tokenizer(models.tokenizer_folder), models.unet, models.vae,
                        models.scheduler_config, mode=mode)
         return cls.from_source(open_source(source, home), mode=mode)
