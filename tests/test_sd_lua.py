@@ -11,7 +11,8 @@ pytest.importorskip("diffusers")
 from conftest import OfflineContext, transformers_vm
 from sd_fixtures import build_reference
 from tfao.models.sources import ModelSource
-from tfao.models.stable_diffusion import StableDiffusionPipeline, message_seed
+from tfao.bridges.transformers import message_seed
+from tfao.models.stable_diffusion import StableDiffusionPipeline
 from weavedrive.blob import Blob
 
 DATA_URL = "data:image/png;base64,"
@@ -84,7 +85,7 @@ def test_the_default_seed_comes_from_the_message(lua, tiny):
     vm, context = lua
     url = vm.execute('return require("transformers").sd.txt2img{model="MANIFEST", prompt="a cat", steps=1,'
                      ' height=16, width=16}')
-    expected = tiny[1]("a cat", height=16, width=16, num_inference_steps=1, seed=message_seed(context.message), progress=False)
+    expected = tiny[1]("a cat", height=16, width=16, num_inference_steps=1, seed=message_seed(context), progress=False)
     assert png_of(url) == expected.png(0)
 
 

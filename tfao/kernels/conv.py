@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from . import ops
 from .reductions import tree_sum
@@ -31,8 +32,8 @@ class Conv2d:
         self.in_channels, self.out_channels, self.kernel = in_channels, out_channels, (kh, kw)
         self.stride = stride
         self.padding = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
-        # GEMM columns ordered (dy, dx, channel) to match the patches gathered from channels-last input
-        self.linear = ops.Linear(np.asarray(weight).transpose(0, 2, 3, 1).reshape(out_channels, kh * kw * in_channels), bias)
+        # GEMM columns in the checkpoint's (channel, dy, dx) order: the weight stays a view of the mapped file
+        self.linear = ops.Linear(np.asarray(weight).reshape(out_channels, in_channels * kh * kw), bias)
 
     def _pointwise(self) -> bool:
         return self.kernel == (1, 1) and self.stride == 1 and self.padding == (0, 0, 0, 0)
@@ -45,19 +46,14 @@ class Conv2d:
         top, bottom, left, right = self.padding
         (kh, kw), stride = self.kernel, self.stride
         padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))  # [N, H + pads, W + pads, C]
-        batch, height, width, channels = padded.shape
-        out_h, out_w = (height - kh) // stride + 1, (width - kw) // stride + 1
+        windows = sliding_window_view(padded, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]  # [N, H', W', C, kh, kw], a view
+        batch, out_h, out_w = windows.shape[:3]
         out = np.empty((batch, out_h, out_w, self.out_channels), dtype=np.float32)
-        rows = max(1, tile_elements // (out_w * kh * kw * channels))
+        rows = max(1, tile_elements // (out_w * self.linear.in_features))
         for n in range(batch):
             for y0 in range(0, out_h, rows):
-                y1 = min(y0 + rows, out_h)
-                patches = np.empty((y1 - y0, out_w, kh, kw, channels), dtype=np.float32)  # [rows, W', kh, kw, C]
-                for dy in range(kh):
-                    for dx in range(kw):
-                        patches[:, :, dy, dx] = padded[n, y0 * stride + dy:(y1 - 1) * stride + dy + 1:stride,
-                                                       dx:dx + (out_w - 1) * stride + 1:stride]
-                out[n, y0:y1] = self.linear(patches.reshape(y1 - y0, out_w, -1), mode=mode)  # [rows, W', out]
+                patches = windows[n, y0:y0 + rows].reshape(-1, out_w, self.linear.in_features)  # [rows, W', C kh kw], a copy
+                out[n, y0:y0 + rows] = self.linear(patches, mode=mode)  # [rows, W', out]
         return out
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tfao.kernels import ops
-from tfao.models import bert, stable_diffusion as sd
+from tfao.models import bert, stable_diffusion as sd, t5
 from tfao.models.cache import MODEL_CACHE
 from tfao.models.sources import ModelSource, SourceError
 
@@ -30,7 +30,7 @@ class LuaFunction:
     inputs: Callable[[dict], dict]
     run: Callable[[object, dict, str], tuple[object, int]]
     reply: Callable[[object, dict], list]
-    needs_message: bool = False  # inputs(opts, message): defaults taken from the message (e.g. a seed)
+    seeded: bool = False  # inside a process, an absent opts.seed comes from the message (see the bridge)
 
 
 @dataclass(frozen=True)
@@ -60,13 +60,23 @@ FAMILIES: dict[str, Family] = {
             lua_files={"model": "model.safetensors", "tokenizer": "tokenizer.json", "config": "config.json"},
         ),
         Family(
+            name="t5",
+            detect=t5.detect,
+            load=t5.T5Text.from_source,
+            size=t5.T5Text.nbytes,
+            tasks=t5.PIPELINES,
+            lua={"generate": LuaFunction(t5.generate_inputs, t5.generate, t5.generate_reply, seeded=True)},
+            lua_tasks=t5.LUA_TASKS,
+            lua_files={"model": "model.safetensors", "tokenizer": "tokenizer.json", "config": "config.json"},
+        ),
+        Family(
             name="sd",
             detect=sd.detect,
             load=lambda source, prepared: sd.StableDiffusionPipeline.from_source(source),
             size=sd.StableDiffusionPipeline.nbytes,
             tasks={"text-to-image": sd.TextToImage, "image-to-image": sd.ImageToImage},
-            lua={"txt2img": LuaFunction(sd.txt2img_inputs, sd.generate, sd.generate_reply, needs_message=True),
-                 "img2img": LuaFunction(sd.img2img_inputs, sd.generate, sd.generate_reply, needs_message=True)},
+            lua={"txt2img": LuaFunction(sd.txt2img_inputs, sd.generate, sd.generate_reply, seeded=True),
+                 "img2img": LuaFunction(sd.img2img_inputs, sd.generate, sd.generate_reply, seeded=True)},
             lua_tasks={"text-to-image": ("txt2img", "prompt"), "image-to-image": ("img2img", "image")},
             lua_files=sd.LUA_FILES,
             lua_options=sd.lua_options,
@@ -77,6 +87,11 @@ FAMILIES: dict[str, Family] = {
 
 def tasks() -> list[str]:
     return sorted({task for family in FAMILIES.values() for task in family.tasks})
+
+
+def serves(task: str) -> bool:
+    """Whether some family serves ``task`` (families may serve patterns, e.g. every translation_xx_to_yy)."""
+    return any(task in family.tasks for family in FAMILIES.values())
 
 
 def family_of(source: ModelSource, task: str | None = None) -> Family:

@@ -409,15 +409,7 @@ def image_bytes(value) -> bytes:
         raise ValueError("opts.image is neither PNG bytes nor valid base64 / a data URL") from None
 
 
-def message_seed(message: dict) -> int:
-    """The default seed inside a process: from the message's id, the same on every node."""
-    import hashlib
-
-    identity = str(message.get("Id") or message.get("id") or "")
-    return int.from_bytes(hashlib.sha256(identity.encode()).digest()[:8], "big") >> 1
-
-
-def _generation_inputs(opts: dict, message: dict | None, img2img: bool) -> dict:
+def _generation_inputs(opts: dict, img2img: bool) -> dict:
     opts = lua_options(opts)
     version = opts.get("sd_version")
     version = version.decode("utf-8", "replace") if isinstance(version, bytes) else version
@@ -428,15 +420,12 @@ def _generation_inputs(opts: dict, message: dict | None, img2img: bool) -> dict:
     prompt = _text_option(opts, "prompt")
     if prompt is None:
         raise ValueError("opts.prompt is required")
-    seed = opts.get("seed")
-    if seed is None:
-        seed = message_seed(message or {})
     inputs = {
         "prompt": prompt,
         "negative_prompt": _text_option(opts, "negative_prompt"),
         "steps": _int_option(opts, "steps", 30, 1, 1000),
         "guidance_scale": _number_option(opts, "guidance_scale", 7.5, 0.0, 100.0),
-        "seed": _int_option({"seed": seed}, "seed", 0, 0, 2**63 - 1),
+        "seed": _int_option(opts, "seed", 0, 0, 2**64 - 1),  # in a process the bridge defaults it from the message
         "height": _int_option(opts, "height", 512, 8, 2048),
         "width": _int_option(opts, "width", 512, 8, 2048),
         "scheduler": _text_option(opts, "scheduler"),
@@ -455,12 +444,12 @@ def _generation_inputs(opts: dict, message: dict | None, img2img: bool) -> dict:
     return inputs
 
 
-def txt2img_inputs(opts: dict, message: dict | None = None) -> dict:
-    return _generation_inputs(opts, message, img2img=False)
+def txt2img_inputs(opts: dict) -> dict:
+    return _generation_inputs(opts, img2img=False)
 
 
-def img2img_inputs(opts: dict, message: dict | None = None) -> dict:
-    return _generation_inputs(opts, message, img2img=True)
+def img2img_inputs(opts: dict) -> dict:
+    return _generation_inputs(opts, img2img=True)
 
 
 def generate(pipe: StableDiffusionPipeline, inputs: dict, mode: str) -> tuple[list[bytes], int]:
