@@ -139,11 +139,11 @@ def memory_report(path: Path) -> dict:
     """Load a single file (in this process) and report peak RSS and anonymous (private) memory in GB."""
     from tfao.kernels.stable_diffusion import load_single_file
 
-    load_single_file(path)
+    models = load_single_file(path)  # kept alive while its memory is measured
     with open("/proc/self/smaps_rollup") as rollup:
         fields = {line.split(":")[0]: int(line.split()[1]) for line in rollup if line.split()[-1] == "kB"}
-    return {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-            "rss_gb": fields["Rss"] / 2**20, "private_gb": fields["Anonymous"] / 2**20}
+    return {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "rss_gb": fields["Rss"] / 2**20,
+            "private_gb": fields["Anonymous"] / 2**20, "referenced_gb": models.nbytes() / 2**30}
 
 
 def fp32_weight_gb(path: Path) -> float:
@@ -161,7 +161,8 @@ def run_memory(cache: Path) -> None:
                               capture_output=True, text=True, check=True)
         report = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"  {precision}: peak RSS {report['peak_rss_gb']:.2f} GB, RSS {report['rss_gb']:.2f} GB, private "
-              f"{report['private_gb']:.2f} GB = {report['private_gb'] / size:.2f}x the fp32 weights")
+              f"{report['private_gb']:.2f} GB = {report['private_gb'] / size:.2f}x the fp32 weights "
+              f"(cache budget nbytes, exact copy included: {report['referenced_gb']:.2f} GB)")
 
 
 def profile_exact(cache: Path) -> None:

@@ -18,8 +18,10 @@ from diffusers.loaders import single_file_utils
 from safetensors.torch import save_file
 
 from tfao.kernels import sd_single_file
+from tfao.kernels.networks import linear_layers
 from tfao.kernels.sd_single_file import SingleFileNames
 from tfao.kernels.stable_diffusion import load, load_folder, load_single_file
+from tfao.kernels.ops import PreparedStore
 from tfao.kernels.weights import WeightError
 
 CLIP_TOKENIZER = Path("/work/shared/data/clip-tokenizer")
@@ -117,6 +119,19 @@ def test_single_file_gives_the_folders_outputs(tiny_sd, name):
     for got, want in zip(run_all(from_file), run_all(reference)):
         assert got.tobytes() == want.tobytes()
     assert from_file.tokenizer_folder == folder / "tokenizer"
+
+
+def test_prepared_exact_weights_are_shared_through_the_store(tiny_sd, tmp_path):
+    folder, _ = tiny_sd
+    plain = run_all(load_folder(folder))
+    first = load_folder(folder, prepared=PreparedStore(tmp_path))
+    assert [a.tobytes() for a in run_all(first)] == [a.tobytes() for a in plain]
+    stored = sorted(tmp_path.iterdir())
+    assert stored
+    second = load_folder(folder, prepared=PreparedStore(tmp_path))
+    assert [a.tobytes() for a in run_all(second)] == [a.tobytes() for a in plain]
+    assert sorted(tmp_path.iterdir()) == stored
+    assert all(isinstance(linear._exact[1], np.memmap) for linear in linear_layers(second.unet))  # mapped, not rebuilt
 
 
 def test_single_file_without_config_is_sd15(tiny_sd):
