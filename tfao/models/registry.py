@@ -72,7 +72,7 @@ FAMILIES: dict[str, Family] = {
         Family(
             name="sd",
             detect=sd.detect,
-            load=lambda source, prepared: sd.StableDiffusionPipeline.from_source(source),
+            load=lambda source, prepared: sd.StableDiffusionPipeline.from_source(source, prepared=prepared),
             size=sd.StableDiffusionPipeline.nbytes,
             tasks={"text-to-image": sd.TextToImage, "image-to-image": sd.ImageToImage},
             lua={"txt2img": LuaFunction(sd.txt2img_inputs, sd.generate, sd.generate_reply, seeded=True),

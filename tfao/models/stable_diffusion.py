@@ -17,6 +17,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 
 from tfao.kernels import ops
 from tfao.kernels.clip import CLIPTextModel, CLIPTextModelWithProjection
+from tfao.kernels.networks import linear_layers
 from tfao.kernels.random import Generator
 from tfao.kernels.schedulers import SD15_SCHEDULER_CONFIG, Scheduler, make_scheduler
 from tfao.kernels.sd_single_file import SD15_TEXT_ENCODER_CONFIG, SD15_UNET_CONFIG, SD15_VAE_CONFIG
@@ -111,24 +112,6 @@ def _component(source: ModelSource, stem: str, default_config: dict) -> tuple[di
     raise SourceError(f"{source.origin} has no {source.prefix}{stem}.safetensors")
 
 
-def _arrays(*models):
-    """The numpy arrays an object graph of networks holds (weights, prepared exact weights)."""
-    seen, stack = set(), list(models)
-    while stack:
-        value = stack.pop()
-        if id(value) in seen:
-            continue
-        seen.add(id(value))
-        if isinstance(value, np.ndarray):
-            yield value
-        elif isinstance(value, (list, tuple)):
-            stack.extend(value)
-        elif isinstance(value, dict):
-            stack.extend(value.values())
-        elif hasattr(value, "__dict__") and not isinstance(value, type):
-            stack.extend(vars(value).values())
-
-
 def _progress(total: int, enabled: bool | None):
     from tqdm.auto import tqdm
 
@@ -152,6 +135,8 @@ class StableDiffusionPipeline:
         self.mode = mode
         self.vae_scale_factor = 2 ** (len(vae.config.get("block_out_channels", (64,))) - 1)
         self.default_size = int(unet.config.get("sample_size", 64)) * self.vae_scale_factor
+        # multiply-adds per token / latent pixel / pixel: every linear and convolution weight once
+        self.weights_per_position = [sum(layer.weight.size for layer in linear_layers(net)) for net in (text_encoder, unet, vae)]
 
     @classmethod
     def from_pretrained(cls, source, config=None, mode: str | None = None, home=None) -> "StableDiffusionPipeline":
@@ -166,7 +151,8 @@ class StableDiffusionPipeline:
         return cls.from_source(open_source(source, home), mode=mode)
 
     @classmethod
-    def from_source(cls, source: ModelSource, mode: str | None = None) -> "StableDiffusionPipeline":
+    def from_source(cls, source: ModelSource, mode: str | None = None,
+                    prepared: ops.PreparedStore | None = None) -> "StableDiffusionPipeline":
         """The diffusers layout read from a ModelSource (a folder or a manifest's files); a missing config.json
         is SD1.5's, so the three weight files and a tokenizer are enough."""
         if not detect(source):
@@ -174,24 +160,22 @@ class StableDiffusionPipeline:
         index = source.json_or("model_index.json", {})
         encoder_class = CLIPTextModelWithProjection if (index.get("text_encoder") or [None, ""])[1] == "CLIPTextModelWithProjection" else CLIPTextModel
         return cls(
-            encoder_class(*_component(source.sub("text_encoder"), "model", SD15_TEXT_ENCODER_CONFIG)),
+            encoder_class(*_component(source.sub("text_encoder"), "model", SD15_TEXT_ENCODER_CONFIG), prepared),
             load_clip_tokenizer(source.sub("tokenizer")),
-            UNet2DConditionModel(*_component(source.sub("unet"), "diffusion_pytorch_model", SD15_UNET_CONFIG)),
-            AutoencoderKL(*_component(source.sub("vae"), "diffusion_pytorch_model", SD15_VAE_CONFIG)),
+            UNet2DConditionModel(*_component(source.sub("unet"), "diffusion_pytorch_model", SD15_UNET_CONFIG), prepared),
+            AutoencoderKL(*_component(source.sub("vae"), "diffusion_pytorch_model", SD15_VAE_CONFIG), prepared),
             source.json_or("scheduler/scheduler_config.json", SD15_SCHEDULER_CONFIG),
             mode=mode,
         )
 
     def nbytes(self) -> int:
         """Bytes of weights this pipeline references (for the model cache's budget)."""
-        return sum(array.nbytes for array in _arrays(self.text_encoder, self.unet, self.vae))
+        return self.text_encoder.nbytes() + self.unet.nbytes() + self.vae.nbytes()
 
     def multiply_adds(self, batch: int, height: int, width: int, unet_calls: int, encoded: int) -> int:
         """A deterministic bound on a run's multiply-adds: every weight of a network once per position it
         is applied at (the UNet per latent pixel and call, the VAE per pixel, CLIP per token)."""
-        if not hasattr(self, "_parameter_counts"):
-            self._parameter_counts = [sum(a.size for a in _arrays(net)) for net in (self.text_encoder, self.unet, self.vae)]
-        clip, unet, vae = self._parameter_counts
+        clip, unet, vae = self.weights_per_position
         latent_pixels = (height // self.vae_scale_factor) * (width // self.vae_scale_factor)
         return clip * CLIP_MAX_LENGTH * encoded + unet * latent_pixels * unet_calls + vae * height * width * batch
 
