@@ -278,9 +278,13 @@ class StableDiffusionImg2ImgPipeline(StableDiffusionPipeline):
     """``pipe(prompt, image, strength=0.8, ...)``: the txt2img pipeline started from a noised image."""
 
     def __call__(self, prompt, image=None, strength: float = 0.8, **options) -> StableDiffusionOutput:
-        if image is None:
-            raise ValueError("img2img needs an image")
-        return super().__call__(prompt, image=image, strength=strength, **options)
+        return super().__call__(prompt, image=_required(image), strength=strength, **options)
+
+
+def _required(image):
+    if image is None:
+        raise ValueError("img2img needs an image")
+    return image
 
 
 class TextToImage:
@@ -297,9 +301,7 @@ class ImageToImage(TextToImage):
     """``tfao.pipeline("image-to-image", model)``: ``(prompt, image, strength=0.8, **options)``."""
 
     def __call__(self, prompt, image=None, strength: float = 0.8, **options) -> StableDiffusionOutput:
-        if image is None:
-            raise ValueError("img2img needs an image")
-        return super().__call__(prompt, image=image, strength=strength, **options)
+        return super().__call__(prompt, image=_required(image), strength=strength, **options)
 
 
 def _image_array(image, multiple: int) -> np.ndarray:
