@@ -115,3 +115,17 @@ def test_clear_errors(lua, options, message):
     assert ok is False and message in err.decode()
     ok, err = vm.execute('return pcall(require("transformers").sd.img2img, {model="MANIFEST", prompt="x"})')
     assert ok is False and "opts.image is required" in err.decode()
+
+
+def test_img2img_refuses_sizes_that_would_need_resampling(lua):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    vm, _ = lua
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((15, 16, 3), np.uint8)).save(buffer, format="PNG")
+    vm.lua.globals().IMAGE = buffer.getvalue()
+    ok, err = vm.execute('return pcall(require("transformers").sd.img2img, {model="MANIFEST", prompt="x", image=IMAGE})')
+    assert ok is False and "16x15: both sides must be multiples of 2" in err.decode()

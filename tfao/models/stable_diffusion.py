@@ -82,6 +82,7 @@ class StableDiffusionOutput:
     pixels: np.ndarray
     seed: int | None
     latents: np.ndarray = field(repr=False, default=None)
+    multiply_adds: int = 0  # the run's deterministic cost (see StableDiffusionPipeline.multiply_adds)
 
     @property
     def images(self) -> list:
@@ -257,9 +258,8 @@ class StableDiffusionPipeline:
             initial = np.repeat(initial, batch // initial.shape[0], axis=0) if initial.shape[0] != batch else initial
             x = schedule.add_noise(initial, generator.standard_normal(initial.shape))
 
-        self.last_multiply_adds = self.multiply_adds(
-            batch, x.shape[2] * self.vae_scale_factor, x.shape[3] * self.vae_scale_factor,
-            len(timesteps) * (2 if guided else 1) * batch, len(embeddings) // num_images_per_prompt)
+        cost = self.multiply_adds(batch, x.shape[2] * self.vae_scale_factor, x.shape[3] * self.vae_scale_factor,
+                                  len(timesteps) * (2 if guided else 1) * batch, len(embeddings) // num_images_per_prompt)
         with _progress(len(timesteps), progress) as bar:
             for t in timesteps:
                 model_input = np.concatenate([x, x]) if guided else x  # [2B or B, 4, h, w]
@@ -271,7 +271,7 @@ class StableDiffusionPipeline:
                 x = schedule.step(noise_pred, t, x, generator=generator)
                 bar.update(1)
         decoded = self.vae.decode(x / np.float32(self.vae.scaling_factor), mode=mode)
-        return StableDiffusionOutput(pixels=pixels_from_decoded(decoded), seed=seed, latents=x)
+        return StableDiffusionOutput(pixels=pixels_from_decoded(decoded), seed=seed, latents=x, multiply_adds=cost)
 
 
 class StableDiffusionImg2ImgPipeline(StableDiffusionPipeline):
@@ -448,11 +448,15 @@ def generate(pipe: StableDiffusionPipeline, inputs: dict, mode: str) -> tuple[li
         from PIL import Image, UnidentifiedImageError
 
         try:
-            options["image"] = Image.open(io.BytesIO(base64.b64decode(inputs["image"]))).convert("RGB")
+            image = Image.open(io.BytesIO(base64.b64decode(inputs["image"]))).convert("RGB")
         except (UnidentifiedImageError, OSError):
             raise ValueError("opts.image is not a readable image") from None
+        if image.width % pipe.vae_scale_factor or image.height % pipe.vae_scale_factor:
+            # resampling goes through the platform's libm: only sizes that need none give the same bits everywhere
+            raise ValueError(f"opts.image is {image.width}x{image.height}: both sides must be multiples of {pipe.vae_scale_factor}")
+        options["image"] = image
     result = pipe(**options, num_inference_steps=inputs["steps"], progress=False, mode=mode)
-    return [result.png(i) for i in range(len(result.pixels))], pipe.last_multiply_adds
+    return [result.png(i) for i in range(len(result.pixels))], result.multiply_adds
 
 
 def generate_reply(images: list[bytes], opts: dict) -> list:
