@@ -378,23 +378,22 @@ class DPMSolverMultistep(_SigmaScheduler):
 
 
 SCHEDULERS = {cls.name: cls for cls in (PNDM, DDIM, Euler, EulerAncestral, DPMSolverMultistep, LMS)}
-_ALIASES = {
-    "pndm": "pndm", "plms": "pndm", "ddim": "ddim", "euler": "euler", "euler_a": "euler_a", "euler-a": "euler_a",
-    "euler_ancestral": "euler_a", "dpm++2m": "dpm++2m", "dpm++_2m": "dpm++2m", "dpmpp_2m": "dpm++2m",
-    "dpm++2m_karras": "dpm++2m karras", "dpm++ 2m karras": "dpm++2m karras", "dpmpp_2m_karras": "dpm++2m karras",
-    "lms": "lms", "pndmscheduler": "pndm", "ddimscheduler": "ddim", "eulerdiscretescheduler": "euler",
+SCHEDULER_NAMES = ("pndm", "ddim", "euler", "euler_a", "dpm++2m", "dpm++2m_karras", "lms")
+_ALIASES = {  # other spellings, and the diffusers class names a scheduler_config.json holds
+    "plms": "pndm", "euler-a": "euler_a", "euler_ancestral": "euler_a", "dpmpp_2m": "dpm++2m",
+    "dpm++2m karras": "dpm++2m_karras", "dpmpp_2m_karras": "dpm++2m_karras",
+    "pndmscheduler": "pndm", "ddimscheduler": "ddim", "eulerdiscretescheduler": "euler",
     "eulerancestraldiscretescheduler": "euler_a", "dpmsolvermultistepscheduler": "dpm++2m", "lmsdiscretescheduler": "lms",
 }
-SCHEDULER_NAMES = ("pndm", "ddim", "euler", "euler_a", "dpm++2m", "dpm++2m_karras", "lms")
 
 
 def make_scheduler(name: str | None, config: dict | None = None) -> Scheduler:
     """A scheduler by name (or diffusers class name) on ``config``; ``None`` takes the config's ``_class_name``."""
     config = dict(config or SD15_SCHEDULER_CONFIG)
     key = str(name if name is not None else config.get("_class_name", "pndm")).strip().lower()
-    canonical = _ALIASES.get(key)
-    if canonical is None:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULER_NAMES)}")
-    if canonical == "dpm++2m karras":
+    key = _ALIASES.get(key, key)
+    if key == "dpm++2m_karras":
         return DPMSolverMultistep(config, use_karras_sigmas=True)
-    return SCHEDULERS[canonical](config)
+    if key not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULER_NAMES)}")
+    return SCHEDULERS[key](config)
