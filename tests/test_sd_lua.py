@@ -129,3 +129,10 @@ def test_img2img_refuses_sizes_that_would_need_resampling(lua):
     vm.lua.globals().IMAGE = buffer.getvalue()
     ok, err = vm.execute('return pcall(require("transformers").sd.img2img, {model="MANIFEST", prompt="x", image=IMAGE})')
     assert ok is False and "16x15: both sides must be multiples of 2" in err.decode()
+
+
+def test_components_one_by_one_need_all_four_files(lua, tiny):
+    vm, _ = lua
+    vm.lua.globals().UNET = (tiny[0] / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    ok, err = vm.execute('return pcall(require("transformers").sd.txt2img, {unet_model=UNET, prompt="x"})')
+    assert ok is False and "opts.clip_model is required too" in err.decode()
