@@ -90,7 +90,8 @@ _COMMON_DEFAULTS = {
     "num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear",
     "trained_betas": None, "prediction_type": "epsilon", "use_karras_sigmas": False,
 }
-_CONFIG_KEYS = set(_COMMON_DEFAULTS) | {"timestep_spacing", "steps_offset", "set_alpha_to_one", "clip_sample", "clip_sample_range"}
+_CONFIG_KEYS = set(_COMMON_DEFAULTS) | {"timestep_spacing", "steps_offset", "set_alpha_to_one", "clip_sample",
+                                        "clip_sample_range", "algorithm_type", "solver_order", "solver_type"}
 
 
 def _alphas_cumprod(config: dict) -> np.ndarray:
@@ -321,6 +322,13 @@ class DPMSolverMultistep(_SigmaScheduler):
     """DPM-Solver++ 2M (midpoint): data predictions extrapolated in log-SNR; first order at the ends."""
 
     name = "dpm++2m"
+    defaults = {**_SigmaScheduler.defaults, "algorithm_type": "dpmsolver++", "solver_order": 2, "solver_type": "midpoint"}
+
+    def __init__(self, config: dict | None = None, **overrides):
+        super().__init__(config, **overrides)
+        variant = (self.config["algorithm_type"], self.config["solver_order"], self.config["solver_type"])
+        if variant != ("dpmsolver++", 2, "midpoint"):
+            raise ValueError(f"{self.name}: only DPM-Solver++ of order 2 (midpoint) is supported, the config asks for {variant}")
 
     def _set_timesteps(self, n):
         train = self.num_train_timesteps
