@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from tfao.http import server
 from tfao.http.client import ClientError, RemoteNode, dryrun_body
+from tfao.cli import sd as sd_cli
 from tfao.cli.demo import run_demo
 from tfao.node.node import Node, NodeError, decode_cursor
 from tfao.sandbox.aos import blueprint, blueprint_names
@@ -435,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     weave_cli.register(commands)
     server.register(commands)
+    sd_cli.register(commands)
     return parser
 
 
