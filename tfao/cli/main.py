@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from tfao.http import server
 from tfao.http.client import ClientError, RemoteNode, dryrun_body
+from tfao.cli import pipeline as pipeline_cli
 from tfao.cli.demo import run_demo
 from tfao.node.node import Node, NodeError, decode_cursor
 from tfao.cli.repl import GRAY, RED, RESET, Terminal, outgoing_text, output_text, result_text, strip_ansi
@@ -431,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command("demo", cmd_demo, "spawn a process on a throwaway node and show what it does", parents=())
     demo.add_argument("--persist", action="store_true", help="use the home's node (keeps the process)")
 
+    pipeline_cli.register(commands)
     weave_cli.register(commands)
     server.register(commands)
     return parser
