@@ -87,9 +87,9 @@ def transformers_vm(context, **vm_options):
 
 
 # --- determinism matrix: run a child under each BLAS kernel, thread count and numpy SIMD level ---
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 
 def _dispatch_names():

@@ -14,6 +14,12 @@ _EXPORTS = {
     "BertModel": "tfao.models.bert",
     "T5ForConditionalGeneration": "tfao.models.t5",
     "T5EncoderModel": "tfao.models.t5",
+    "CLIPTextModel": "tfao.kernels.clip",
+    "CLIPTextModelWithProjection": "tfao.kernels.clip",
+    "UNet2DConditionModel": "tfao.kernels.unet",
+    "AutoencoderKL": "tfao.kernels.vae",
+    "StableDiffusionPipeline": "tfao.models.stable_diffusion",
+    "StableDiffusionImg2ImgPipeline": "tfao.models.stable_diffusion",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -13,13 +13,17 @@ gateway    ``POST /graphql``, ``GET|HEAD /raw/ID``, ``GET|HEAD /ID``, ``GET /tx/
            ``GET /block/height/H``; data routes honour ``Range: bytes=a-b``
 =========  ===================================================================================
 
+HyperBEAM's mainnet routes (``/push``, ``/PID~process@1.0/...``, ``/~meta@1.0/info``) answer on the
+same port, over the same processes: see ``tfao.http.hyperbeam``.
+
 ``GET /ID`` is both the SU's message listing and the gateway's data route. The rule: when the
 query string has ``process-id`` or a paging parameter (``from``, ``to``, ``limit``, ``from-nonce``,
 ``to-nonce``), the scheduler answers; otherwise the weave item's data is served if the weave has it,
 and the scheduler answers if it does not.
 
 Every blocking node call runs in a worker thread, never on the event loop, so dry-runs, results and
-submissions proceed in parallel. Responses are JSON; errors are ``{"error": "..."}`` with a 4xx
+submissions proceed in parallel. Waiting for a result holds no thread: the waiter awaits the node's
+notice on the event loop, and waiters are capped in total (503) and per client address (429). Responses are JSON; errors are ``{"error": "..."}`` with a 4xx
 status (5xx only for faults of the node itself, without a traceback). Every connection has
 TCP_NODELAY (see ``bind``), so the header and body writes of a response leave at once.
 """
@@ -27,6 +31,8 @@ TCP_NODELAY (see ``bind``), so the header and body writes of a response leave at
 from __future__ import annotations
 
 import argparse
+import asyncio
+import collections
 import errno
 import fcntl
 import functools
@@ -46,6 +52,7 @@ from pathlib import Path
 
 import anyio
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -53,7 +60,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tfao.http.graphql import QueryError, run_query
-from tfao.node.node import Node, NodeError, NotFound
+from tfao.node.node import (DEFAULT_EVAL_TIMEOUT, MAX_POSITION, MAX_PROCESSES, MAX_PROCESSES_PER_OWNER, Node,
+                            NodeBusy, NodeError, NotFound, QuotaExceeded, descriptor_limit)
 from tfao.node.store import ScheduledMessage
 from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_encode, is_id
 from weavedrive.store import ItemNotFound, StoredItem, read_chunks
@@ -63,7 +71,13 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8734
 DEFAULT_MAX_BODY = 64 * 2**20
 RESULT_WAIT = 300.0  # seconds /result waits before answering "in progress", as the CU does
-WORKER_THREADS = 256  # blocking calls in flight: waiting /result requests each hold one
+WORKER_THREADS = 64  # blocking node calls in flight (a waiting /result holds none)
+MAX_RESULT_WAITERS = 1024  # /result (and dry-run ?to=) requests waiting at once: more get a 503
+MAX_RESULT_WAITERS_PER_CLIENT = 128  # ... from one client address: more get a 429
+RESULT_RECHECK = 5.0  # seconds between a waiter's checks of the log, besides the node's notices
+RETRY_AFTER = 1
+IDLE_TIMEOUT = 5  # seconds a connection may stay open without a request, the first one included
+FD_RESERVE = 64  # descriptors kept for the node itself (stores, logs) whatever its connections do
 INLINE_DATA = 2**20  # data up to this size is sent in one write; larger data is streamed
 SCHEDULER_PAGE = 100
 MAX_SCHEDULER_PAGE = 5000
@@ -198,11 +212,55 @@ class NodeServer:
         self.max_body = max_body
         self.result_wait = result_wait
         self.limiter: anyio.CapacityLimiter | None = None
+        self.result_events: dict[str, asyncio.Event] = {}  # process id -> set at its next result
+        self.waiters: collections.Counter[str] = collections.Counter()  # client address -> waiting requests
 
     @asynccontextmanager
     async def lifespan(self, app):
         self.limiter = anyio.CapacityLimiter(WORKER_THREADS)
-        yield
+        loop = asyncio.get_running_loop()
+
+        def result_stored(pid: str) -> None:  # on the node's evaluation thread
+            loop.call_soon_threadsafe(self.result_stored, pid)
+
+        self.node.result_listeners.append(result_stored)
+        try:
+            yield
+        finally:
+            self.node.result_listeners.remove(result_stored)
+
+    def result_stored(self, pid: str) -> None:
+        event = self.result_events.pop(pid, None)
+        if event is not None:
+            event.set()
+
+    async def wait_for_result(self, request: Request, pid: str, message_id: str) -> dict | None:
+        """The message's result once evaluated, None after ``result_wait``; awaited, holding no thread."""
+        client = request.client.host if request.client else ""
+        if sum(self.waiters.values()) >= MAX_RESULT_WAITERS:
+            raise HTTPError(503, f"{MAX_RESULT_WAITERS} requests are already waiting for results; retry later",
+                            headers={"Retry-After": str(RETRY_AFTER)})
+        if self.waiters[client] >= MAX_RESULT_WAITERS_PER_CLIENT:
+            raise HTTPError(429, f"this client already has {MAX_RESULT_WAITERS_PER_CLIENT} requests waiting "
+                                 "for results; retry later", headers={"Retry-After": str(RETRY_AFTER)})
+        self.waiters[client] += 1
+        deadline = time.monotonic() + self.result_wait
+        try:
+            while True:
+                event = self.result_events.setdefault(pid, asyncio.Event())  # before the check: no notice is missed
+                if await self.blocking(self.node.has_result, pid, message_id):
+                    return await self.blocking(self.node.result, pid, message_id, timeout=0)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                try:
+                    await asyncio.wait_for(event.wait(), min(remaining, RESULT_RECHECK))
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            self.waiters[client] -= 1
+            if not self.waiters[client]:
+                del self.waiters[client]
 
     async def blocking(self, function, *args, **kwargs):
         """Run a blocking node call in a worker thread."""
@@ -259,9 +317,8 @@ class NodeServer:
     async def result(self, request: Request) -> Response:
         message_id = checked_id(request.path_params["id"], "message id")
         pid = required_process_id(request)
-        try:
-            result = await self.blocking(self.node.result, pid, message_id, timeout=self.result_wait)
-        except TimeoutError:
+        result = await self.wait_for_result(request, pid, message_id)
+        if result is None:
             return JSONResponse(
                 {"message": f'Evaluation of process "{pid}" to "{message_id}" is in progress.'}, status_code=202)
         return JSONResponse(result)
@@ -282,7 +339,8 @@ class NodeServer:
         to = request.query_params.get("to")
         if to:
             # the state must include that message: wait until it has been evaluated
-            await self.blocking(self.node.result, pid, checked_id(to, "to"), timeout=self.result_wait)
+            if await self.wait_for_result(request, pid, checked_id(to, "to")) is None:
+                raise TimeoutError(f"message {to} has not been evaluated yet")
         return JSONResponse(await self.blocking(self.node.dryrun, pid, message))
 
     async def state(self, request: Request) -> Response:
@@ -355,8 +413,8 @@ class NodeServer:
 
     async def block(self, request: Request) -> Response:
         height = request.path_params["height"]
-        if not height.isdigit():
-            raise HTTPError(400, f"block height must be a non-negative integer, got {height[:32]!r}")
+        if not height.isdigit() or int(height) > MAX_POSITION:
+            raise HTTPError(400, f"block height must be an integer from 0 to {MAX_POSITION}, got {height[:32]!r}")
         return JSONResponse(await self.blocking(self.node.weave.block, int(height)))
 
     async def by_id(self, request: Request) -> Response:
@@ -404,6 +462,9 @@ def exception_handlers() -> dict:
     async def starlette_error(request, exc: HTTPException):
         return error_response(exc.status_code, exc.detail, getattr(exc, "headers", None))
 
+    async def busy(request, exc: NodeBusy):
+        return error_response(503, str(exc), {"Retry-After": str(RETRY_AFTER)})
+
     async def fault(request, exc: Exception):
         log.exception("internal error on %s %s", request.method, request.url.path)
         return error_response(500, f"internal error ({type(exc).__name__}); the node keeps serving")
@@ -413,6 +474,8 @@ def exception_handlers() -> dict:
         HTTPException: starlette_error,
         InvalidDataItem: refused(400, "invalid ANS-104 data item: "),
         NotFound: refused(404),
+        NodeBusy: busy,
+        QuotaExceeded: refused(429),
         ItemNotFound: refused(404),
         NodeError: refused(400),
         TimeoutError: refused(504),
@@ -422,8 +485,12 @@ def exception_handlers() -> dict:
 
 def create_app(node: Node, *, max_body: int = DEFAULT_MAX_BODY, result_wait: float = RESULT_WAIT) -> Starlette:
     """The ASGI app serving ``node`` (see the module docstring for the routes)."""
+    from tfao.http.hyperbeam import MainnetAPI  # it builds on this module's handlers
+
     server = NodeServer(node, max_body=max_body, result_wait=result_wait)
+    mainnet_first, mainnet_last = MainnetAPI(server).routes()
     routes = [
+        *mainnet_first,
         Route("/", server.info, methods=["GET"]),
         Route("/", server.post_root, methods=["POST"]),
         Route("/timestamp", server.timestamp, methods=["GET"]),
@@ -439,6 +506,7 @@ def create_app(node: Node, *, max_body: int = DEFAULT_MAX_BODY, result_wait: flo
         Route("/block/height/{height}", server.block, methods=["GET"]),
         Route("/{pid}/latest", server.latest, methods=["GET"]),
         Route("/{id}", server.by_id, methods=["GET", "HEAD"]),
+        *mainnet_last,
     ]
     app = Starlette(routes=routes, exception_handlers=exception_handlers(), lifespan=server.lifespan)
     app.state.node_server = server
@@ -494,12 +562,34 @@ def bind(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
     return listener
 
 
+class BoundedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 connection with two more bounds, so idle clients cannot use up descriptors:
+    one that sends nothing is closed after the keep-alive timeout (uvicorn starts that clock only
+    after a first response), and one past ``max_connections`` is closed as soon as it is accepted."""
+
+    max_connections = 1024
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            transport.abort()
+            return
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+
+def connection_cap() -> int:
+    """Connections to accept at once: a quarter of the descriptors (the node's process cap takes 3/8,
+    its stores and logs the rest)."""
+    return max(8, (descriptor_limit() - FD_RESERVE) // 4)
+
+
 def uvicorn_server(node: Node, *, max_body: int = DEFAULT_MAX_BODY) -> uvicorn.Server:
     app = create_app(node, max_body=max_body)
     if request_log.isEnabledFor(logging.INFO):
         app = RequestLog(app)
-    config = uvicorn.Config(app, log_level="warning", access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=5)
+    protocol = type("NodeH11Protocol", (BoundedH11Protocol,), {"max_connections": connection_cap()})
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+                            http=protocol, timeout_keep_alive=IDLE_TIMEOUT)
     return uvicorn.Server(config)
 
 
@@ -524,6 +614,12 @@ def register(subparsers) -> None:
                         help="node home folder (default $TFAO_HOME or ~/.tfao)")
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY,
                         help=f"largest request body accepted, in bytes (default {DEFAULT_MAX_BODY})")
+    parser.add_argument("--eval-timeout", type=float, default=DEFAULT_EVAL_TIMEOUT, metavar="SECONDS",
+                        help=f"wall-clock limit of one message or dry-run (default {DEFAULT_EVAL_TIMEOUT:g})")
+    parser.add_argument("--max-processes", type=int, default=None,
+                        help=f"processes this node runs at most (default {MAX_PROCESSES}, fewer if descriptors are short)")
+    parser.add_argument("--max-processes-per-owner", type=int, default=MAX_PROCESSES_PER_OWNER,
+                        help=f"processes one wallet may spawn (default {MAX_PROCESSES_PER_OWNER})")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="warning",
                         help="what to log on stderr: info logs every request (method, path, status, duration)"
                              " (default warning)")
@@ -533,7 +629,9 @@ def register(subparsers) -> None:
 def run_serve(args) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with open_home(getattr(args, "home", None) or home_dir()) as node:
+    limits = {"eval_timeout": args.eval_timeout, "max_processes": args.max_processes,
+              "max_processes_per_owner": args.max_processes_per_owner}
+    with open_home(getattr(args, "home", None) or home_dir(), **limits) as node:
         record = node.home / SERVING_RECORD
 
         def announce(url: str) -> None:
@@ -548,10 +646,10 @@ def run_serve(args) -> int:
     return 0
 
 
-def open_home(home: Path) -> Node:
+def open_home(home: Path, **limits) -> Node:
     """The home's node, or an error that says who holds the home and what to do instead."""
     try:
-        return Node(home)
+        return Node(home, **limits)
     except NodeError:
         if not home_in_use(home):
             raise

@@ -43,7 +43,21 @@ def relu(x, mode: str | None = None) -> np.ndarray:
     return np.maximum(x, np.float32(0.0))
 
 
-ACTIVATIONS = {"gelu": gelu, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "relu": relu}
+def _silu64(x: np.ndarray) -> np.ndarray:
+    return x / (1.0 + exp64(-x))
+
+
+def _silu32(x: np.ndarray) -> np.ndarray:
+    return x / (np.float32(1.0) + np.exp(-x))
+
+
+silu = elementwise(_silu64, _silu32)
+silu.__doc__ = "x * sigmoid(x) (SiLU / swish)."
+quick_gelu = elementwise(lambda x: x / (1.0 + exp64(-1.702 * x)), lambda x: x / (np.float32(1.0) + np.exp(np.float32(-1.702) * x)))
+quick_gelu.__doc__ = "x * sigmoid(1.702 x), CLIP's GELU approximation."
+
+ACTIVATIONS = {"gelu": gelu, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "relu": relu, "silu": silu,
+               "swish": silu, "quick_gelu": quick_gelu}
 
 
 def softmax(x: np.ndarray, axis: int = -1, where: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:

@@ -4,6 +4,14 @@
 timestamp, a block height and a hash-chain link with a signed assignment, stores both before
 acknowledging, evaluates them in order in the process's host, stores the result, and pushes the
 outbox (messages, spawns, assignments) to local processes as the messenger would.
+
+An outbox entry the node cannot turn into a valid message (not a table, tags over the ANS-104
+limits, a spawn of a module this node does not hold, ...) is refused, as a messenger's push
+would fail: the process's state and the entry stay as the process made them, nothing is delivered
+for that entry, and the result lists why under ``Refused``: ``[{"Kind": "Messages" | "Spawns" |
+"Assignments", "Index": n (1-based), "Error": "..."}]``. A refused spawn creates no process and
+no ``Spawned`` notice is sent, so a process that spawns an unknown module sees its spawn in
+``Spawns`` and a refusal, never a process that cannot run.
 """
 
 from __future__ import annotations
@@ -12,26 +20,37 @@ import base64
 import fcntl
 import hashlib
 import json
+import resource
 import shutil
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from tfao.bridges.context import ProcessContext
-from tfao.sandbox.host import HostConfig, Zygote
-from tfao.sandbox.aos import limits_from_tags
-from tfao.node.store import NodeStore, ScheduledMessage
+from tfao.sandbox.host import DEFAULT_EVAL_TIMEOUT, HostConfig, HostError, Zygote
+from tfao.sandbox.aos import blueprint, error_result, limits_from_tags
+from tfao.node.store import DamagedLog, NodeStore, ScheduledMessage
 from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_decode, b64url_encode, sign_data_item
 from weavedrive.store import WeaveStore
 from weavedrive.wallet import Wallet, default_wallet
 
 MODULE_FORMAT = "tfao-lua-5.3"
+DRYRUN_BOOT_WAIT = 300.0  # seconds a dry-run waits for a new process to evaluate its spawn message
 VARIANT = "ao.TN.1"
 # tags the messenger rewrites when it pushes an outbox message (section 1.6 of the protocol notes)
 PUSH_DROPPED_TAGS = {"Data-Protocol", "Type", "From-Process", "From-Module", "Assignments"}
+# tags that say who a message is from: only this node sets them on the items it signs
+FORWARDING_TAGS = {"data-protocol", "type", "from-process", "from-module", "from-signer"}
+LEGACY_MU_AUTHORITY = "fcoN_xJeisVsPXA-trzVAuIiqO3ydLQxM-L4XbrQKzY"  # the public testnet messenger's wallet
 REPLAY_BATCH = 500
+MAX_PROCESSES = 1000  # processes on one node (each runs a host: an OS process, 3 node descriptors, 2 threads)
+MAX_PROCESSES_PER_OWNER = 100  # processes one wallet may spawn (processes spawned by processes count in total only)
+FDS_PER_PROCESS = 3
+MAX_POSITION = 2**62  # the largest nonce, timestamp or height a query may name (SQLite integers are 64-bit)
+MAX_DRYRUNS = 4  # dry-runs evaluating at once; more wait up to DRYRUN_QUEUE_WAIT, then are refused
+DRYRUN_QUEUE_WAIT = 5.0
 CRON_TICK = 1.0  # seconds between checks for due cron messages
 CRON_UNITS_MS = {"millisecond": 1, "second": 1000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_000,
                  "week": 604_800_000, "month": 2_592_000_000, "year": 31_536_000_000}
@@ -45,6 +64,29 @@ class NodeError(Exception):
 
 class NotFound(NodeError):
     pass
+
+
+class NodeBusy(NodeError):
+    """The node is at one of its capacity limits right now; the request may be retried later."""
+
+
+class QuotaExceeded(NodeError):
+    """The sender has used its share of the node (its processes)."""
+
+
+def descriptor_limit() -> int:
+    """The open-file limit, after raising the soft limit to the hard one: processes and connections
+    both cost descriptors, and the soft default (often 1024) is what an idle client can exhaust."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft if soft != resource.RLIM_INFINITY else 2**20
+
+
+def default_process_cap() -> int:
+    """At most MAX_PROCESSES, and no more than 3/8 of the descriptors (each host holds 3 of the node's)."""
+    return max(1, min(MAX_PROCESSES, descriptor_limit() * 3 // 8 // FDS_PER_PROCESS))
 
 
 def tag_list(tags) -> list[tuple[str, str]]:
@@ -84,19 +126,27 @@ def encode_cursor(timestamp: int, nonce: int, sort: str) -> str:
 
 def decode_cursor(value: str) -> tuple[str, int]:
     """('nonce', n) for a cursor, ('timestamp', t) for a bare timestamp."""
-    if value.isdigit():
-        return "timestamp", int(value)
     try:
-        payload = json.loads(base64.b64decode(value))
-        return "nonce", int(payload["ordinate"])
+        kind, number = ("timestamp", int(value)) if value.isdigit() else (
+            "nonce", int(json.loads(base64.b64decode(value))["ordinate"]))
     except (ValueError, KeyError, TypeError):
-        raise NodeError(f"invalid cursor {value!r}") from None
+        raise NodeError(f"invalid cursor {value[:64]!r}") from None
+    if not 0 <= number <= MAX_POSITION:
+        raise NodeError(f"cursor {value[:64]!r} is out of range (0 to {MAX_POSITION})")
+    return kind, number
 
 
 class Node:
     """A local AO node over a home folder (``home=None``: a temporary, non-durable one)."""
 
-    def __init__(self, home: str | Path | None = None, *, wallet: Wallet | None = None, durable: bool | None = None):
+    def __init__(self, home: str | Path | None = None, *, wallet: Wallet | None = None, durable: bool | None = None,
+                 eval_timeout: float = DEFAULT_EVAL_TIMEOUT, max_dryruns: int = MAX_DRYRUNS,
+                 max_processes: int | None = None, max_processes_per_owner: int = MAX_PROCESSES_PER_OWNER):
+        self.eval_timeout = eval_timeout
+        self.max_processes = max_processes or default_process_cap()
+        self.max_processes_per_owner = max_processes_per_owner
+        self.max_dryruns = max_dryruns
+        self.dryrun_slots = threading.BoundedSemaphore(max_dryruns)
         self.temporary = home is None
         self.home = Path(tempfile.mkdtemp(prefix="tfao-node-")) if home is None else Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
@@ -104,12 +154,20 @@ class Node:
         self.wallet = wallet or default_wallet(self.home)
         self.address = self.wallet.address
         self.weave = WeaveStore(self.home)
-        self.store = NodeStore(self.home / "node.sqlite", durable=not self.temporary if durable is None else durable)
+        try:
+            self.store = NodeStore(self.home / "node.sqlite", durable=not self.temporary if durable is None else durable)
+        except DamagedLog as exc:
+            self.lock_file.close()
+            raise NodeError(f"the node home {self.home} is damaged and the node will not start, since starting would "
+                            f"lose acknowledged messages or issue their nonces again: {exc}. Restore the home from a "
+                            "copy made by tfao backup; tfao check reports what else is wrong") from None
         self.zygote = Zygote(preload=("tfao.bridges.context",))
         self.hosts: dict = {}
         self.hosts_lock = threading.RLock()
         self.workers: dict[str, threading.Thread] = {}
         self.changed = threading.Condition()
+        self.signed_push_lock = threading.Lock()
+        self.result_listeners: list[Callable[[str], None]] = []  # called with a process id after each result
         self.closing = False
         self.module_id = self._default_module()
         threading.Thread(target=self._cron_loop, daemon=True, name="cron").start()
@@ -127,6 +185,7 @@ class Node:
         for worker in self.workers.values():
             worker.join(timeout=10)
         self.zygote.close()
+        self.store.close()
         self.lock_file.close()
         if self.temporary:
             shutil.rmtree(self.home, ignore_errors=True)
@@ -197,6 +256,7 @@ class Node:
             raise NotFound(f"module {module_id} not found on this node")
         if self.store.has_process(item.id):
             return
+        self._check_process_caps(item.owner_address)
         self._record(item)
         if conn is None:
             with self.store.transaction() as conn:
@@ -204,6 +264,13 @@ class Node:
         else:
             self._register(conn, item, module_id)
         self._host(item.id)
+
+    def _check_process_caps(self, owner: str) -> None:
+        if self.store.process_count() >= self.max_processes:
+            raise NodeBusy(f"this node runs at most {self.max_processes} processes")
+        if owner != self.address and self.store.process_count(owner) >= self.max_processes_per_owner:
+            raise QuotaExceeded(f"{owner} already has {self.max_processes_per_owner} processes on this node, "
+                                "the most one wallet may spawn here")
 
     def _register(self, conn, item: DataItem, module_id: str) -> None:
         self.store.add_process(conn, item.id, item.owner_address, module_id, item.tag("Name"))
@@ -249,6 +316,24 @@ class Node:
                               tags=ao_tags(tag_list(tags), data, [
                                   ("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message")]))
         return self.submit(item).id
+
+    def push_signed_fields(self, pid: str, signer: str, tags: Tags, data: str, proof: str) -> str:
+        """Schedule a message whose fields ``signer`` signed outside ANS-104 (HTTP message signatures,
+        verified by the caller): this node signs the item, tagged ``From-Signer``, so the process sees
+        it as forwarded by this node from ``signer``. ``proof`` names the signature: pushing the same
+        one again schedules nothing and returns the first item's id."""
+        self.process(pid)
+        key = f"signed-push:{pid}:{proof}"
+        with self.signed_push_lock:
+            known = self.store.setting(key)
+            if known is not None:
+                return known
+            tags = [(name, value) for name, value in tags if name.lower() not in FORWARDING_TAGS]
+            item = sign_data_item(self.wallet, data_or_space(data), target=pid, tags=[
+                *tags, ("From-Signer", signer), ("Data-Protocol", "ao"), ("Type", "Message")])
+            self.submit(item)
+            self.store.set_setting(key, item.id)
+            return item.id
 
     def assign(self, pid: str, message_id: str) -> str:
         """Schedule a message this node holds on another local process (aoconnect's ``assign``).
@@ -323,9 +408,19 @@ class Node:
     def _env(self, pid: str) -> dict:
         process_item, module = self._process_record(pid)
         return {
-            "Process": {"Id": pid, "Owner": process_item.owner_address, "Tags": _tag_objects(process_item.tags)},
+            "Process": {"Id": pid, "Owner": process_item.owner_address,
+                        "Tags": _tag_objects(self._stand_in_for_legacy_mu(process_item.tags))},
             "Module": {"Id": module.id, "Owner": module.owner_address, "Tags": _tag_objects(module.tags)},
         }
+
+    def _stand_in_for_legacy_mu(self, tags: Tags) -> list[tuple[str, str]]:
+        """A process that trusts the public messenger's wallet trusts this node too, which pushes its
+        messages in that messenger's place (aos's legacy spawn always names that wallet as Authority)."""
+        def trusted(name: str, value: str) -> str:
+            named = [authority.strip() for authority in value.split(",")]
+            return f"{value},{self.address}" if name == "Authority" and LEGACY_MU_AUTHORITY in named else value
+
+        return [(name, trusted(name, value)) for name, value in tags]
 
     def _host(self, pid: str):
         """The process's host, started on first use (restoring its state by replaying its log)."""
@@ -341,6 +436,7 @@ class Node:
             process_id=pid, process_owner=process_item.owner_address, process_tags=list(process_item.tags),
             module_id=module.id, module_owner=module.owner_address, module_tags=list(module.tags),
             home=str(self.home), memory_limit=memory, compute_limit=compute, context_factory=ProcessContext,
+            eval_timeout=self.eval_timeout,
         ))
         self.hosts[pid] = host
         env = self._env(pid)
@@ -366,55 +462,83 @@ class Node:
             scheduled = self.store.message(pid, self.store.evaluated_upto(pid) + 1)
             try:
                 result = host.evaluate(cu_message(scheduled), env)
-            except Exception:
+            except HostError as exc:
                 if self.closing:
                     return
-                raise
+                result = error_result(f"the process host stopped during the evaluation: {exc}")
             with self.store.transaction() as conn:
-                self.store.add_result(conn, scheduled, result)
-                if "Error" not in result:
-                    self._push_outbox(conn, pid, scheduled, result)
+                refused = [] if "Error" in result else self._push_outbox(conn, pid, scheduled, result)
+                self.store.add_result(conn, scheduled, dict(result, Refused=refused) if refused else result)
             self._wake()
+            for listener in list(self.result_listeners):
+                listener(pid)
+            if host.closed and not self.closing:
+                self._restart(pid)
+                return
 
-    def _push_outbox(self, conn, pid: str, scheduled: ScheduledMessage, result: dict) -> None:
-        """Deliver what the process sent to local processes, in the result's transaction."""
-        module = self.store.message(pid, 0)
-        module_id = DataItem.parse(module.item).tag("Module")
-        for out in result.get("Messages", []):
-            target = out.get("Target")
-            if not target or not self.store.has_process(target):
-                continue  # not on this node: kept in the result for whoever relays it
-            tags = [(t["name"], t["value"]) for t in out.get("Tags", []) if t["name"] not in PUSH_DROPPED_TAGS]
-            tags += [("Data-Protocol", "ao"), ("Type", "Message"), ("From-Process", pid),
-                     ("From-Module", module_id), ("Pushed-For", scheduled.id)]
-            item = sign_data_item(self.wallet, data_or_space(out.get("Data") or ""), target=target,
-                                  anchor=_anchor(out.get("Anchor")), tags=tags)
-            self._record(item)
-            self._schedule(conn, target, item)
-            self._host(target)
-        for spawn in result.get("Spawns", []):
-            tags = [(t["name"], t["value"]) for t in spawn.get("Tags", [])]
-            if first_tag(tags, "Scheduler") is None:
-                tags.append(("Scheduler", self.address))
-            item = sign_data_item(self.wallet, data_or_space(spawn.get("Data") or ""),
-                                  anchor=_anchor(spawn.get("Anchor")), tags=tags)
-            self._create_process(item, conn)
-            spawned = [("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message"), ("Action", "Spawned"),
-                       ("Process", item.id), ("From-Process", pid), ("Pushed-For", scheduled.id)]
-            reference = first_tag(tags, "Reference")
-            if reference is not None:
-                spawned.append(("Reference", reference))
-            reply = sign_data_item(self.wallet, item.id, target=pid, tags=spawned)
-            self._record(reply)
-            self._schedule(conn, pid, reply)
-        for assignment in result.get("Assignments", []):
-            message = self.store.find_message(assignment.get("Message", ""))
-            if message is None:
-                continue
-            for target in assignment.get("Processes", []):
-                if self.store.has_process(target):
-                    self._schedule(conn, target, DataItem.parse(message.item))
-                    self._host(target)
+    def _restart(self, pid: str) -> None:
+        """Rebuild a process host that went away (its state comes back from the log)."""
+        with self.hosts_lock:
+            self.hosts.pop(pid, None)
+            self._start(pid)
+
+    def _push_outbox(self, conn, pid: str, scheduled: ScheduledMessage, result: dict) -> list[dict]:
+        """Deliver what the process sent to local processes, in the result's transaction; returns the refusals."""
+        module_id = DataItem.parse(self.store.message(pid, 0).item).tag("Module")
+        push = {"Messages": lambda out: self._push_message(conn, pid, module_id, scheduled, out),
+                "Spawns": lambda spawn: self._push_spawn(conn, pid, scheduled, spawn),
+                "Assignments": lambda assignment: self._push_assignment(conn, assignment)}
+        refused = []
+        for kind, deliver in push.items():
+            for index, entry in enumerate(result.get(kind, []), start=1):
+                conn.execute("SAVEPOINT outbox_entry")
+                try:
+                    if not isinstance(entry, dict):
+                        raise NodeError(f"an outbox entry must be a table, not {_lua_type_name(entry)}")
+                    deliver(entry)
+                except Exception as exc:  # the entry is refused, the message's result and the process go on
+                    conn.execute("ROLLBACK TO outbox_entry")
+                    refused.append({"Kind": kind, "Index": index, "Error": _refusal_text(exc)})
+                conn.execute("RELEASE outbox_entry")
+        return refused
+
+    def _push_message(self, conn, pid: str, module_id: str, scheduled: ScheduledMessage, out: dict) -> None:
+        target = out.get("Target")
+        if not target or not self.store.has_process(target):
+            return  # not on this node: kept in the result for whoever relays it
+        tags = [(t["name"], t["value"]) for t in out.get("Tags", []) if t["name"] not in PUSH_DROPPED_TAGS]
+        tags += [("Data-Protocol", "ao"), ("Type", "Message"), ("From-Process", pid),
+                 ("From-Module", module_id), ("Pushed-For", scheduled.id)]
+        item = sign_data_item(self.wallet, data_or_space(out.get("Data") or ""), target=target,
+                              anchor=_anchor(out.get("Anchor")), tags=tags)
+        self._record(item)
+        self._schedule(conn, target, item)
+        self._host(target)
+
+    def _push_spawn(self, conn, pid: str, scheduled: ScheduledMessage, spawn: dict) -> None:
+        tags = [(t["name"], t["value"]) for t in spawn.get("Tags", [])]
+        if first_tag(tags, "Scheduler") is None:
+            tags.append(("Scheduler", self.address))
+        item = sign_data_item(self.wallet, data_or_space(spawn.get("Data") or ""),
+                              anchor=_anchor(spawn.get("Anchor")), tags=tags)
+        self._create_process(item, conn)
+        spawned = [("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message"), ("Action", "Spawned"),
+                   ("Process", item.id), ("From-Process", pid), ("Pushed-For", scheduled.id)]
+        reference = first_tag(tags, "Reference")
+        if reference is not None:
+            spawned.append(("Reference", reference))
+        reply = sign_data_item(self.wallet, item.id, target=pid, tags=spawned)
+        self._record(reply)
+        self._schedule(conn, pid, reply)
+
+    def _push_assignment(self, conn, assignment: dict) -> None:
+        message = self.store.find_message(assignment.get("Message", ""))
+        if message is None:
+            return
+        for target in assignment.get("Processes", []):
+            if self.store.has_process(target):
+                self._schedule(conn, target, DataItem.parse(message.item))
+                self._host(target)
 
     def _nonce_of(self, pid: str, message_id: str) -> ScheduledMessage:
         if not self.store.has_process(pid):
@@ -426,15 +550,33 @@ class Node:
 
     def result(self, pid: str, message_id: str, timeout: float | None = None) -> dict:
         """The result of a message, waiting until it has been evaluated."""
-        scheduled = self._nonce_of(pid, message_id)
+        return self.result_at(pid, self._nonce_of(pid, message_id).nonce, timeout)
+
+    def slot(self, pid: str, message_id: str) -> int:
+        """The slot (nonce) a message is scheduled at on a process."""
+        return self._nonce_of(pid, message_id).nonce
+
+    def current_slot(self, pid: str) -> int:
+        """The last slot assigned on a process (0: only the process message)."""
+        self.process(pid)
+        return self.store.message_count(pid) - 1
+
+    def result_at(self, pid: str, slot: int, timeout: float | None = None) -> dict:
+        """The result at a slot, waiting until it has been evaluated."""
+        if not 0 <= slot <= self.current_slot(pid):
+            raise NotFound(f"slot {slot} is not scheduled on process {pid}")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.changed:
-            while (row := self.store.result(pid, scheduled.nonce)) is None:
+            while (row := self.store.result(pid, slot)) is None:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if self.closing or (remaining is not None and remaining <= 0):
-                    raise TimeoutError(f"message {message_id} has not been evaluated yet")
+                    raise TimeoutError(f"slot {slot} of process {pid} has not been evaluated yet")
                 self.changed.wait(remaining)
         return row.result
+
+    def has_result(self, pid: str, message_id: str) -> bool:
+        """Whether a scheduled message has been evaluated (NotFound if it is not scheduled there)."""
+        return self.store.result(pid, self._nonce_of(pid, message_id).nonce) is not None
 
     def results(self, pid: str, *, from_: str | None = None, to: str | None = None, sort: str = "ASC",
                 limit: int = 25) -> dict:
@@ -461,6 +603,7 @@ class Node:
         """Evaluate an unsigned message against the latest state; nothing is kept."""
         if not self.store.has_process(pid):
             raise NotFound(f"process {pid} not found on this node")
+        self.result(pid, pid, timeout=DRYRUN_BOOT_WAIT)  # a process has an Owner and handlers once it has booted
         last = self.store.message(pid, max(self.store.evaluated_upto(pid), 0))
         msg = {"Timestamp": last.timestamp, "Block-Height": last.block_height, "Cron": False, "Target": pid}
         msg.update(message)
@@ -468,7 +611,12 @@ class Node:
         owner = msg.get("Owner")
         msg["From"] = first_tag(tag_list(msg["Tags"]), "From-Process") or msg.get("From") or owner
         msg["Read-Only"] = True
-        return self._host(pid).dryrun(msg, self._env(pid))
+        if not self.dryrun_slots.acquire(timeout=DRYRUN_QUEUE_WAIT):
+            raise NodeBusy(f"{self.max_dryruns} dry-runs are already running on this node; retry later")
+        try:
+            return self._host(pid).dryrun(msg, self._env(pid))
+        finally:
+            self.dryrun_slots.release()
 
 
 class ProcessHandle:
@@ -493,6 +641,10 @@ class ProcessHandle:
     def eval(self, code: str, *, wallet: Wallet | None = None, timeout: float | None = 60) -> dict:
         return self.send("Eval", data=code, wallet=wallet, timeout=timeout)
 
+    def load_blueprint(self, name: str, *, wallet: Wallet | None = None, timeout: float | None = 60) -> dict:
+        """Eval a shipped blueprint (``token``, ``chat``, ``voting``...) in the process."""
+        return self.eval(blueprint(name), wallet=wallet, timeout=timeout)
+
     def result(self, message_id: str, timeout: float | None = 60) -> dict:
         return self.node.result(self.id, message_id, timeout=timeout)
 
@@ -513,7 +665,7 @@ def cu_message(scheduled: ScheduledMessage) -> dict:
     item = DataItem.parse(scheduled.item)
     tags = list(item.tags)
     owner = item.owner_address
-    from_process = first_tag(tags, "From-Process")
+    from_process = first_tag(tags, "From-Process") or first_tag(tags, "From-Signer")
     msg = {
         "Id": item.id,
         "Signature": b64url_encode(item.signature),
@@ -533,6 +685,20 @@ def cu_message(scheduled: ScheduledMessage) -> dict:
     if from_process:
         msg["Forwarded-By"] = owner
     return msg
+
+
+def _lua_type_name(value) -> str:
+    return {str: "a string", bool: "a boolean", int: "a number", float: "a number", list: "a list"}.get(
+        type(value), "nil" if value is None else "a value")
+
+
+def _refusal_text(exc: Exception) -> str:
+    """Why an outbox entry was refused, in words for the process's author (never a host trace)."""
+    if isinstance(exc, (NodeError, InvalidDataItem)):
+        return str(exc)
+    if isinstance(exc, (KeyError, TypeError, AttributeError, ValueError)):
+        return f"the entry is not a valid message ({type(exc).__name__}: {exc})"
+    return f"the node could not deliver the entry ({type(exc).__name__})"
 
 
 def _tag_objects(tags: Iterable[tuple[str, str]]) -> list[dict]:

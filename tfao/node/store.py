@@ -2,6 +2,15 @@
 
 SQLite in WAL mode. A message is acknowledged only after the transaction that schedules it has
 committed, so an acknowledged message survives a crash; results are derived and can be recomputed.
+
+Beside the database, ``node.sqlite-head`` records how far the log had got (the last message's row)
+after every commit that scheduled messages. A store refuses to open (``DamagedLog``) when the
+database is missing, emptied, unreadable or shorter than that record, which is what a lost,
+truncated or overwritten ``-wal`` file or an overwritten page looks like: starting anyway would lose
+acknowledged messages and issue their nonces again. It checks read-only, so the damaged files stay
+as they were found. The record is written without an fsync: a crash of the node keeps it (the page
+cache does), and after a power loss it can only lag the database, never lead it. ``close()``
+checkpoints the WAL into the database, so a stopped node's home is whole without its ``-wal``.
 """
 
 from __future__ import annotations
@@ -47,6 +56,54 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+LAST_MESSAGE = "SELECT COALESCE(MAX(rowid), 0) FROM messages"  # rows are only added: this grows with the log
+
+
+class DamagedLog(RuntimeError):
+    """The log on disk is not a sound database, or holds less than the node acknowledged."""
+
+
+def read_head(path: Path) -> int | None:
+    """The last message row the node recorded, None if it never recorded one."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return None
+    if not text.strip().isdigit():
+        raise DamagedLog(f"{Path(path).name} is not a row number")
+    return int(text)
+
+
+def last_message_on_disk(path: Path) -> int:
+    """The last message row a database holds, read without changing its files; DamagedLog if unsound."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise DamagedLog(f"SQLite cannot open {path.name} ({exc})") from None
+    try:
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise DamagedLog(f"SQLite finds {path.name} damaged: {'; '.join(problems[:3])}")
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages'").fetchone() is None:
+            return 0
+        return conn.execute(LAST_MESSAGE).fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise DamagedLog(f"SQLite cannot read {path.name} ({exc})") from None
+    finally:
+        conn.close()
+
+
+def check_log_on_disk(path: Path, head_path: Path) -> None:
+    """Refuse a log that holds less than was acknowledged (see the module docstring)."""
+    recorded = read_head(head_path)
+    if not path.exists() or path.stat().st_size == 0:
+        if recorded:
+            raise DamagedLog(f"{path.name} is missing or empty, but the node had acknowledged {recorded} messages")
+        return
+    last = last_message_on_disk(path)
+    if recorded is not None and last < recorded:
+        raise DamagedLog(f"{path.name} holds {last} messages, but the node had acknowledged {recorded}: its "
+                         f"write-ahead log ({path.name}-wal) is missing, truncated or damaged")
 
 
 @dataclass(frozen=True)
@@ -77,10 +134,31 @@ class NodeStore:
 
     def __init__(self, path: Path, *, durable: bool = True):
         self.path = Path(path)
+        self.head_path = self.path.with_name(self.path.name + "-head")
         self.durable = durable
         self.local = threading.local()
+        self.connections: list[sqlite3.Connection] = []  # every thread's, closed together by close()
         self.write_lock = threading.RLock()
+        check_log_on_disk(self.path, self.head_path)
         self._conn().executescript(SCHEMA)
+        self.head = os.open(self.head_path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.scheduled = False  # whether the open transaction added messages
+        self._write_head()
+
+    def _write_head(self) -> None:
+        last = self._conn().execute(LAST_MESSAGE).fetchone()[0]
+        os.pwrite(self.head, f"{last:>20}\n".encode(), 0)  # fixed width: one write replaces the record
+
+    def close(self) -> None:
+        """Checkpoint the WAL into the database (a stopped home is whole without it) and close."""
+        with self.write_lock:
+            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._write_head()
+            os.fsync(self.head)
+            os.close(self.head)
+            for conn in self.connections:
+                conn.close()
+            self.connections.clear()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self.local, "conn", None)
@@ -89,6 +167,7 @@ class NodeStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'OFF'}")
             self.local.conn, self.local.pid = conn, os.getpid()
+            self.connections.append(conn)
         return conn
 
     @contextmanager
@@ -97,12 +176,15 @@ class NodeStore:
         with self.write_lock:
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
+            self.scheduled = False
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            if self.scheduled:
+                self._write_head()
 
     # ---- settings
     def setting(self, key: str) -> str | None:
@@ -125,6 +207,12 @@ class NodeStore:
         rows = self._conn().execute("SELECT id, owner, module, name FROM processes ORDER BY created").fetchall()
         return [dict(zip(("id", "owner", "module", "name"), row)) for row in rows]
 
+    def process_count(self, owner: str | None = None) -> int:
+        """How many processes the log holds (those of ``owner`` if given)."""
+        if owner is None:
+            return self._conn().execute("SELECT COUNT(*) FROM processes").fetchone()[0]
+        return self._conn().execute("SELECT COUNT(*) FROM processes WHERE owner = ?", (owner,)).fetchone()[0]
+
     def process_owner(self, pid: str) -> str | None:
         row = self._conn().execute("SELECT owner FROM processes WHERE id = ?", (pid,)).fetchone()
         return row[0] if row else None
@@ -142,6 +230,7 @@ class NodeStore:
         ).fetchone()
 
     def add_message(self, conn: sqlite3.Connection, m: ScheduledMessage) -> None:
+        self.scheduled = True
         conn.execute(
             "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (m.process_id, m.nonce, m.id, m.assignment_id, m.item, m.assignment, m.timestamp,

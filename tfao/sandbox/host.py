@@ -9,6 +9,12 @@ whole Lua VM (coroutines, closures, loaded models), so:
   memory bomb or a compute-limit overrun the child is dropped and the holder is untouched;
 * a dry-run is evaluated in a throw-away child, so it never waits for a running message.
 
+Every child has a wall-clock limit (``HostConfig.eval_timeout``): a real alarm whose default
+action kills the child wherever it is (a Lua pattern, a finalizer, Python behind a bridge), so a
+runaway evaluation ends in an ``Error`` and the holder goes on. The instruction budget
+(``Compute-Limit``) stays the deterministic limit; the clock is the node's, as on a real CU, and
+the child disarms it before it reports, so a result is never half-sent.
+
 Holders are forked from a small single-threaded *zygote* (a clean Python that has imported the
 runtime once), never from the multi-threaded node. The zygote is a child subreaper, so holders
 whose parent exited are reaped by it. All writers to a holder's channel (holder, evaluating
@@ -34,7 +40,12 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Callable
 
+from tfao.sandbox.aos import error_result
+
 PR_SET_CHILD_SUBREAPER = 36
+DEFAULT_EVAL_TIMEOUT = 30.0  # seconds a message or dry-run may run before it ends in an Error
+# how long the node waits past the timeout for a dry-run's answer (its child may have been killed)
+DRYRUN_GRACE = 5.0
 
 
 @dataclass
@@ -54,6 +65,7 @@ class HostConfig:
     home: str
     memory_limit: int
     compute_limit: int
+    eval_timeout: float = DEFAULT_EVAL_TIMEOUT
     context_factory: Callable | None = None
     options: dict = field(default_factory=dict)
 
@@ -86,7 +98,7 @@ class Zygote:
             socket.send_fds(self.control, [struct.pack("!I", len(payload))], [theirs.fileno()])
             self.control.sendall(payload)
         theirs.close()
-        return ProcessHost(Connection(ours.detach()))
+        return ProcessHost(Connection(ours.detach()), config.eval_timeout)
 
     def close(self) -> None:
         try:
@@ -106,8 +118,9 @@ class HostError(RuntimeError):
 class ProcessHost:
     """The node's handle on one holder: evaluate (one at a time), dry-run and replay (any time)."""
 
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, eval_timeout: float = DEFAULT_EVAL_TIMEOUT):
         self.conn = conn
+        self.eval_timeout = eval_timeout
         self.send_lock = threading.Lock()
         self.pending: dict[int, Future] = {}
         self.ids = itertools.count(1)
@@ -148,7 +161,12 @@ class ProcessHost:
         return self._request("eval", msg, env).result()
 
     def dryrun(self, msg: dict, env: dict) -> dict:
-        return self._request("dryrun", msg, env).result()
+        """Evaluate against the latest state; an Error if no answer comes in time (its child was killed)."""
+        future = self._request("dryrun", msg, env)
+        try:
+            return future.result(self.eval_timeout + DRYRUN_GRACE)
+        except TimeoutError:
+            return timed_out_result(self.eval_timeout)
 
     def replay(self, messages: list[tuple[dict, dict]]) -> int:
         """Re-apply messages known to have succeeded (restart); returns how many diverged."""
@@ -230,7 +248,9 @@ class _Holder:
         from tfao.sandbox.aos import AosProcess
 
         self.conn = conn
+        self.eval_timeout = config.eval_timeout
         self.write_lock = multiprocessing.Lock()
+        self.dryruns: dict[int, tuple[int, int]] = {}  # pidfd -> (child pid, request id), until it exits
         self.context = config.context_factory(config) if config.context_factory is not None else None
         self.process = AosProcess(
             memory_limit=config.memory_limit,
@@ -254,9 +274,31 @@ class _Holder:
             self.context.set_message(msg)
         return self.process.handle(msg, env)
 
+    def wait(self, *fds: int) -> list:
+        """Block until the channel or one of ``fds`` is ready, answering for dry-run children that died."""
+        while True:
+            ready, _, _ = select.select([self.conn, *fds, *self.dryruns], [], [])
+            exited = [fd for fd in ready if fd in self.dryruns]
+            for pidfd in exited:
+                self.finish_dryrun(pidfd)
+            if len(ready) > len(exited):
+                return [fd for fd in ready if fd not in exited]
+
+    def finish_dryrun(self, pidfd: int) -> None:
+        pid, rid = self.dryruns.pop(pidfd)
+        os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status):  # killed before it could answer
+            self.reply(rid, True, self.death_result(status))
+
+    def death_result(self, status: int) -> dict:
+        if os.WTERMSIG(status) == signal.SIGALRM:
+            return timed_out_result(self.eval_timeout)
+        return error_result("evaluation crashed (the process host was killed or ran out of memory)")
+
     def serve(self) -> None:
         while True:
-            _reap()
+            self.wait()
             kind, rid, *args = self.receive()
             if kind == "eval":
                 self.fork_eval(rid, *args)
@@ -266,12 +308,25 @@ class _Holder:
                 diverged = sum("Error" in self.evaluate(msg, env) for msg, env in args[0])
                 self.reply(rid, True, diverged)
 
+    def evaluate_bounded(self, msg: dict, env: dict) -> dict:
+        """Evaluate in a child under the wall-clock limit, disarmed before the result is reported."""
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.setitimer(signal.ITIMER_REAL, self.eval_timeout)
+        try:
+            result = self.evaluate(msg, env)
+        except BaseException as exc:  # a host bug: report it as the message's error, keep the holder
+            result = error_result(f"evaluation failed: {exc}")
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        return result
+
     def fork_dryrun(self, rid: int, msg: dict, env: dict) -> None:
-        if os.fork() == 0:
+        child = os.fork()
+        if child == 0:
             try:
-                self.reply(rid, True, self.evaluate(msg, env))
+                self.reply(rid, True, self.evaluate_bounded(msg, env))
             finally:
                 os._exit(0)
+        self.dryruns[os.pidfd_open(child)] = (child, rid)
 
     def fork_eval(self, rid: int, msg: dict, env: dict) -> None:
         """Evaluate in a child. Success: the child returns here as the new holder and this one exits."""
@@ -286,10 +341,12 @@ class _Holder:
 
     def run_child(self, rid: int, msg: dict, env: dict, status_w: int) -> None:
         holder = os.getppid()
-        try:
-            result = self.evaluate(msg, env)
-        except BaseException as exc:  # a host bug: report it as the message's error, keep the holder
-            result = {"Error": f"evaluation failed: {exc}", "Messages": [], "Spawns": [], "Assignments": []}
+        # the dry-runs running now are the holder's children: if this child takes over, the node's
+        # own deadline answers for any of them that dies
+        for pidfd in self.dryruns:
+            os.close(pidfd)
+        self.dryruns.clear()
+        result = self.evaluate_bounded(msg, env)
         committed = "Error" not in result
         # tell the holder first, so it stops reading before the node can send the next request
         os.write(status_w, b"C" if committed else b"E")
@@ -302,7 +359,7 @@ class _Holder:
     def watch_child(self, rid: int, child: int, status_r: int) -> None:
         """Serve dry-runs from the old state until the child reports; then hand over or carry on."""
         while True:
-            ready, _, _ = select.select([status_r, self.conn], [], [])
+            ready = self.wait(status_r)
             if status_r in ready:
                 break
             kind, other, *args = self.receive()
@@ -314,15 +371,13 @@ class _Holder:
         os.close(status_r)
         if verdict == b"C":
             os._exit(0)
-        try:
-            os.waitpid(child, 0)
-        except ChildProcessError:
-            pass
+        _, status = os.waitpid(child, 0)
         if verdict == b"":
-            self.reply(rid, True, {
-                "Error": "evaluation crashed (the process host was killed or ran out of memory)",
-                "Messages": [], "Spawns": [], "Assignments": [],
-            })
+            self.reply(rid, True, self.death_result(status))
+
+
+def timed_out_result(timeout: float) -> dict:
+    return error_result(f"evaluation timed out: it ran longer than this node's limit of {timeout:g} s")
 
 
 def _wait_for_exit(pid: int) -> None:

@@ -1,0 +1,107 @@
+"""No silent data loss on start: a damaged home is refused with a clear message, a whole one starts.
+
+A "crash image" is a copy of a live node's home (what a kill -9 leaves: the data still in the WAL).
+Each damage case is applied to such an image or to a cleanly stopped home, then a node is opened on it.
+"""
+
+import shutil
+
+import pytest
+
+from tfao.node.node import Node, NodeError
+
+MESSAGES = 12
+
+
+def output(result):
+    return result["Output"]["data"] if isinstance(result["Output"], dict) else result["Output"]
+
+
+@pytest.fixture(scope="module")
+def homes(tmp_path_factory, wallets):
+    """(crash image, cleanly stopped home, process id, acknowledged message ids)."""
+    root = tmp_path_factory.mktemp("recovery")
+    live, image = root / "live", root / "image"
+    owner = wallets[0]
+    with Node(live, wallet=wallets[3]) as node:
+        process = node.spawn(wallet=owner)
+        ids = [process.message("Eval", data=f"Count = {n}; return Count", wallet=owner) for n in range(MESSAGES)]
+        process.result(ids[-1])
+        shutil.copytree(live, image, ignore=shutil.ignore_patterns("node.lock"))
+    assert (live / "node.sqlite-wal").stat().st_size == 0 if (live / "node.sqlite-wal").exists() else True
+    return image, live, process.id, ids
+
+
+def damaged_copy(source, tmp_path, damage):
+    home = tmp_path / "home"
+    shutil.copytree(source, home, ignore=shutil.ignore_patterns("node.lock"))
+    damage(home)
+    return home
+
+
+def assert_refused(home, wallets, reason):
+    with pytest.raises(NodeError, match="is damaged and the node will not start") as refused:
+        Node(home, wallet=wallets[3])
+    assert reason in str(refused.value)
+    assert "tfao backup" in str(refused.value)
+
+
+def overwrite(path, offset, length):
+    with open(path, "r+b") as file:
+        file.seek(offset)
+        file.write(b"\xa5" * length)
+
+
+def truncate(path, fraction):
+    with open(path, "r+b") as file:
+        file.truncate(int(file.seek(0, 2) * fraction))
+
+
+CRASH_DAMAGE = {
+    "wal-missing": (lambda home: (home / "node.sqlite-wal").unlink(), "write-ahead log"),
+    "wal-truncated": (lambda home: truncate(home / "node.sqlite-wal", 0.5), "write-ahead log"),
+    "wal-overwritten": (lambda home: overwrite(home / "node.sqlite-wal", 0, 4096), "write-ahead log"),
+    "db-emptied": (lambda home: truncate(home / "node.sqlite", 0), "missing or empty"),
+    "db-deleted": (lambda home: (home / "node.sqlite").unlink(), "missing or empty"),
+}
+
+
+@pytest.mark.parametrize("case", CRASH_DAMAGE)
+def test_a_damaged_crash_image_is_refused(homes, tmp_path, wallets, case):
+    image, _, _, _ = homes
+    damage, reason = CRASH_DAMAGE[case]
+    home = damaged_copy(image, tmp_path, damage)
+    assert_refused(home, wallets, reason)
+    assert_refused(home, wallets, reason)  # and stays refused: the check changed nothing
+
+
+def test_an_overwritten_middle_page_is_refused(homes, tmp_path, wallets):
+    _, stopped, _, _ = homes
+
+    def damage(home):
+        database = home / "node.sqlite"
+        pages = database.stat().st_size // 4096
+        assert pages > 4
+        overwrite(database, (pages // 2) * 4096, 4096)
+
+    assert_refused(damaged_copy(stopped, tmp_path, damage), wallets, "node.sqlite")
+
+
+def test_an_intact_crash_image_starts_with_every_acknowledged_message(homes, tmp_path, wallets):
+    image, _, pid, ids = homes
+    with Node(damaged_copy(image, tmp_path, lambda home: None), wallet=wallets[3]) as node:
+        process = node.process(pid)
+        assert [output(process.result(mid)) for mid in ids] == [str(n) for n in range(MESSAGES)]
+        assert output(process.eval("Count", wallet=wallets[0])) == str(MESSAGES - 1)
+
+
+def test_a_stopped_home_is_whole_without_its_wal(homes, tmp_path, wallets):
+    _, stopped, pid, ids = homes
+
+    def without_wal(home):
+        for name in ("node.sqlite-wal", "node.sqlite-shm"):
+            (home / name).unlink(missing_ok=True)
+
+    with Node(damaged_copy(stopped, tmp_path, without_wal), wallet=wallets[3]) as node:
+        assert node.store.message_count(pid) == MESSAGES + 1
+        assert output(node.process(pid).result(ids[-1])) == str(MESSAGES - 1)
