@@ -77,10 +77,10 @@ def call(context, family_name, function_name, opts) -> Metered:
     function = family.lua.get(function_name) if family is not None else None
     if function is None:
         raise ValueError(f"unknown function transformers.{family_name}.{function_name}")
+    if family.lua_options is not None and isinstance(opts, dict):
+        opts = family.lua_options(opts)
     source = _family_source(context, family, opts)
-    if function.seeded and opts.get("seed") is None:
-        opts = {**opts, "seed": message_seed(context)}
-    inputs = function.inputs(opts)
+    inputs = function.inputs(opts, getattr(context, "message", {})) if function.needs_message else function.inputs(opts)
     mode = context.math_mode
     memo_key = hashlib.sha256(json.dumps({
         "kernels": ops.KERNELS_VERSION, "family": family.name, "function": function_name,
@@ -94,13 +94,6 @@ def call(context, family_name, function_name, opts) -> Metered:
         context.cache.put(memo_key, encode_result(outputs, cost))
     values = function.reply(outputs, opts)
     return Metered({"n": len(values), "values": values}, cost)
-
-
-def message_seed(context) -> int:
-    """The default seed of a seeded function: from the message's id, so every node draws the same numbers
-    for the same message, and two messages draw different ones."""
-    message_id = _name((getattr(context, "message", None) or {}).get("Id") or "")
-    return int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:8], "little")
 
 
 def prepare(context, task, opts) -> dict:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tfao.kernels import ops
-from tfao.models import bert, t5
+from tfao.models import bert, stable_diffusion as sd, t5
 from tfao.models.cache import MODEL_CACHE
 from tfao.models.sources import ModelSource, SourceError
 
@@ -30,7 +30,7 @@ class LuaFunction:
     inputs: Callable[[dict], dict]
     run: Callable[[object, dict, str], tuple[object, int]]
     reply: Callable[[object, dict], list]
-    seeded: bool = False  # inside a process, an absent opts.seed comes from the message (see the bridge)
+    needs_message: bool = False  # inputs(opts, message): defaults taken from the message (e.g. a seed)
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class Family:
     lua: Mapping[str, LuaFunction] = field(default_factory=dict)
     lua_tasks: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # task -> (function, input option)
     lua_files: Mapping[str, str] = field(default_factory=dict)  # option -> file path, for files given one by one
+    lua_options: Callable[[dict], dict] | None = None  # renames other option names (e.g. a seed project's)
 
 
 FAMILIES: dict[str, Family] = {
@@ -59,12 +60,24 @@ FAMILIES: dict[str, Family] = {
             lua_files={"model": "model.safetensors", "tokenizer": "tokenizer.json", "config": "config.json"},
         ),
         Family(
+            name="sd",
+            detect=sd.detect,
+            load=lambda source, prepared: sd.StableDiffusionPipeline.from_source(source),
+            size=sd.StableDiffusionPipeline.nbytes,
+            tasks={"text-to-image": sd.TextToImage, "image-to-image": sd.ImageToImage},
+            lua={"txt2img": LuaFunction(sd.txt2img_inputs, sd.generate, sd.generate_reply, needs_message=True),
+                 "img2img": LuaFunction(sd.img2img_inputs, sd.generate, sd.generate_reply, needs_message=True)},
+            lua_tasks={"text-to-image": ("txt2img", "prompt"), "image-to-image": ("img2img", "image")},
+            lua_files=sd.LUA_FILES,
+            lua_options=sd.lua_options,
+        ),
+        Family(
             name="t5",
             detect=t5.detect,
             load=t5.T5Text.from_source,
             size=t5.T5Text.nbytes,
             tasks=t5.PIPELINES,
-            lua={"generate": LuaFunction(t5.generate_inputs, t5.generate, t5.generate_reply, seeded=True)},
+            lua={"generate": LuaFunction(t5.generate_inputs, t5.generate, t5.generate_reply, needs_message=True)},
             lua_tasks=t5.LUA_TASKS,
             lua_files={"model": "model.safetensors", "tokenizer": "tokenizer.json", "config": "config.json"},
         ),

@@ -18,6 +18,7 @@ from tokenizers import Tokenizer
 from tfao.kernels import ops, t5 as t5_kernel
 from tfao.kernels.weights import Weights
 from tfao.models.sources import ModelSource, SourceError, open_source
+from tfao.models.stable_diffusion import message_seed
 from tfao.models.tokenization import configure, encode
 
 SPIECE_ONLY = ("the model has spiece.model but no tokenizer.json; convert it once with transformers: "
@@ -292,9 +293,10 @@ def _flag(opts: dict, name: str, default):
     return value
 
 
-def generate_inputs(opts: dict) -> dict:
+def generate_inputs(opts: dict, message: dict | None = None) -> dict:
     """What changes ``t5.generate``'s output, validated: prompts, task, decoding or embedding, every
-    generation option (the seed project's names as aliases) and the seed."""
+    generation option (the seed project's names as aliases) and the seed (inside a process, by default
+    one derived from the message, so every node samples the same text)."""
     task = opts.get("task")
     task = None if task is None else _text(task, "task")
     if task is not None and task != "feature-extraction" and task not in LUA_TASKS:
@@ -314,7 +316,8 @@ def generate_inputs(opts: dict) -> dict:
         if options.get("temperature") == 0:
             del options["temperature"]
     decoder_prompt = opts.get("decoder_prompt")
-    inputs.update(options=options, seed=opts.get("seed"),
+    seed = opts.get("seed")
+    inputs.update(options=options, seed=message_seed(message or {}) if seed is None else seed,
                   decoder_prompt=None if decoder_prompt is None else _text(decoder_prompt, "decoder_prompt"))
     seed = inputs["seed"]
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
