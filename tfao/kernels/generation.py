@@ -19,6 +19,7 @@ import numpy as np
 from . import ops
 from .random import Generator
 
+MAX_BEAMS = 64  # bounds the rows one prompt may occupy
 _BANNED = np.float32(-1.0e9)  # transformers' score for beams that must not be picked
 _GENERATION_CONFIG_KEYS = ("max_new_tokens", "max_length", "min_new_tokens", "num_beams", "length_penalty",
                            "early_stopping", "num_return_sequences", "do_sample", "temperature", "top_k", "top_p",
@@ -49,8 +50,8 @@ class GenerationSettings:
     def __post_init__(self):
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.num_beams < 1 or self.num_return_sequences < 1:
-            raise ValueError("num_beams and num_return_sequences must be >= 1")
+        if not (1 <= self.num_beams <= MAX_BEAMS and 1 <= self.num_return_sequences <= MAX_BEAMS):
+            raise ValueError(f"num_beams and num_return_sequences must be between 1 and {MAX_BEAMS}")
         if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
             raise ValueError(f"num_return_sequences ({self.num_return_sequences}) must be <= num_beams "
                              f"({self.num_beams})")
