@@ -106,6 +106,8 @@ def test_pipelines_from_lua(lua, folder):
     ("prompt=P1, num_beams=2, num_return_sequences=3", "num_return_sequences"),
     ("prompt=P1, beams=2, max_new_tokens=0", "max_new_tokens must be >= 1"),
     ("prompt=P1, decode='no'", "decode must be a boolean"),
+    ("prompt=P1, num_beams='3'", "num_beams must be an integer"),
+    ("prompt=P1, temperature=true", "temperature must be a number"),
 ])
 def test_bad_options_are_clean_lua_errors(lua, opts, message):
     vm, _ = lua

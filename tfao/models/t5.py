@@ -15,8 +15,9 @@ from collections.abc import Mapping
 import numpy as np
 from tokenizers import Tokenizer
 
-from tfao.kernels import ops, t5 as t5_kernel
+from tfao.kernels import generation, ops, t5 as t5_kernel
 from tfao.kernels.weights import Weights
+from tfao.models.bert import _prompts, _text  # Lua's strings and lists of strings, read as BERT reads them
 from tfao.models.sources import ModelSource, SourceError, open_source
 from tfao.models.stable_diffusion import message_seed
 from tfao.models.tokenization import configure, encode
@@ -265,27 +266,6 @@ _GENERATION_OPTIONS = ("max_new_tokens", "max_length", "min_new_tokens", "min_le
 _ALIASES = {"repeat_penalty": "repetition_penalty", "repeat_last_n": "repetition_window"}  # the seed project's names
 
 
-def _text(value, name: str) -> str:
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError(f"{name} is not valid UTF-8 text") from None
-    if isinstance(value, str):
-        return value
-    raise ValueError(f"{name} must be a string, got {type(value).__name__}")
-
-
-def _prompts(value) -> str | list[str]:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return [_text(item, "each prompt") for item in value]
-    if isinstance(value, dict) and not value:
-        return []  # an empty Lua table
-    return _text(value, "prompt")
-
-
 def _flag(opts: dict, name: str, default):
     value = opts.get(name, default)
     if value is not None and not isinstance(value, bool):
@@ -311,6 +291,7 @@ def generate_inputs(opts: dict, message: dict | None = None) -> dict:
     for name in (*_GENERATION_OPTIONS, *_ALIASES):
         if opts.get(name) is not None:
             options[_ALIASES.get(name, name)] = opts[name]
+    generation.check_types(options)
     if options.get("do_sample") is None and ("temperature" in options or "top_p" in options):
         options["do_sample"] = options.get("temperature", 1) != 0  # the seed sampled when given a temperature
         if options.get("temperature") == 0:
