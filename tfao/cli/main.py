@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from tfao.http import server
 from tfao.http.client import ClientError, RemoteNode, dryrun_body
+from tfao.cli import pipeline as pipeline_cli
 from tfao.cli import sd as sd_cli
 from tfao.cli.demo import run_demo
 from tfao.node.node import Node, NodeError, decode_cursor
@@ -434,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command("demo", cmd_demo, "spawn a process on a throwaway node and show what it does", parents=())
     demo.add_argument("--persist", action="store_true", help="use the home's node (keeps the process)")
 
+    pipeline_cli.register(commands)
     weave_cli.register(commands)
     server.register(commands)
     sd_cli.register(commands)
