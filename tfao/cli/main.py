@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tfao.http import server
+from tfao.cli import maintenance
 from tfao.http.client import ClientError, RemoteNode, dryrun_body
 from tfao.cli.demo import run_demo
 from tfao.node.node import Node, NodeError, decode_cursor
@@ -433,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     weave_cli.register(commands)
     server.register(commands)
+    maintenance.register(commands)
     return parser
 
 
