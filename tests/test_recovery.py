@@ -101,12 +101,13 @@ def test_a_stopped_home_is_whole_without_its_wal(homes, tmp_path, wallets):
     _, stopped, pid, ids = homes
 
     def without_wal(home):
-        for name in ("node.sqlite-wal", "node.sqlite-shm"):
+        for name in ("node.sqlite-wal", "node.sqlite-shm", "weave/index.sqlite-wal", "weave/index.sqlite-shm"):
             (home / name).unlink(missing_ok=True)
 
     with Node(damaged_copy(stopped, tmp_path, without_wal), wallet=wallets[3]) as node:
         assert node.store.message_count(pid) == MESSAGES + 1
         assert output(node.process(pid).result(ids[-1])) == str(MESSAGES - 1)
+        assert all(node.weave.has(mid) for mid in ids)
 
 
 def test_tfao_check_and_backup_work_while_the_node_runs(tmp_path, wallets, capsys):

@@ -185,6 +185,7 @@ class Node:
             worker.join(timeout=10)
         self.zygote.close()
         self.store.close()
+        self.weave.checkpoint()
         self.lock_file.close()
         if self.temporary:
             shutil.rmtree(self.home, ignore_errors=True)
