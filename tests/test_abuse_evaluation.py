@@ -4,6 +4,8 @@ Each attack runs on a fresh node whose wall-clock limit is short; then the attac
 answers, and a bystander process answers quickly.
 """
 
+import os
+import signal
 import threading
 import time
 
@@ -131,3 +133,23 @@ def test_the_node_caps_dry_runs_running_at_once(wallets, monkeypatch):
             process.dryrun("Spin")
         spinning.join()
         assert "Error" not in process.dryrun("Other")
+
+
+def descendants(pid):
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as listing:
+            children += [int(child) for child in listing.read().split()]
+    return children + [grandchild for child in children for grandchild in descendants(child)]
+
+
+def test_a_killed_process_host_gives_an_error_and_is_rebuilt(node, wallets):
+    owner = wallets[0]
+    process = node.spawn(wallet=owner)
+    process.eval("Kept = 'yes'", wallet=owner)
+    slow = process.message("Eval", data="local t = os.clock(); while os.clock() - t < 1 do end", wallet=owner)
+    time.sleep(0.5)
+    for pid in descendants(node.zygote.proc.pid):  # the holder and the child evaluating the message
+        os.kill(pid, signal.SIGKILL)
+    assert "the process host stopped during the evaluation" in process.result(slow, timeout=20)["Error"]
+    assert output(process.eval("Kept", wallet=owner)) == "yes"  # rebuilt from the log
