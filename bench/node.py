@@ -5,7 +5,9 @@
 The client is tests/node/bench.mjs (aoconnect 0.0.98 from tests/node). It spawns a process, adds a
 Ping handler that answers with ``msg.reply``, then measures: cold spawn, Eval ``1+41`` p50, sequential
 message+result round trips (p50, p95, messages/s), the same with ``--clients`` concurrent clients,
-and dry-runs/s with ``--clients`` concurrent clients. wao (npm ``wao``, the JS emulator running the
+and dry-runs/s with ``--clients`` concurrent clients. tfao is measured twice on one node: through the
+legacy units, then through HyperBEAM's API (aoconnect ``MODE: 'mainnet'``, where every read is a
+signed item too). wao (npm ``wao``, the JS emulator running the
 real aos wasm module) is installed into a cache folder and measured on the same script, on disk
 (its default, like tfao's node) or in memory with ``--wao-memory``.
 """
@@ -70,10 +72,13 @@ def run_client(urls: dict, module: str, scheduler: str, tags: list, args, workdi
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def bench_tfao(args, workdir: Path) -> dict:
+def bench_tfao(args, workdir: Path) -> dict[str, dict]:
+    """The legacy and the mainnet figures, from one node."""
     with ServerProcess(workdir / "tfao-home") as server:
-        urls = {"MU_URL": server.url, "CU_URL": server.url, "GATEWAY_URL": server.url}
-        return run_client(urls, server.module_id, server.address, [], args, workdir)
+        legacy = {"MU_URL": server.url, "CU_URL": server.url, "GATEWAY_URL": server.url}
+        mainnet = {"BENCH_MODE": "mainnet", "BENCH_URL": server.url}
+        return {"tfao": run_client(legacy, server.module_id, server.address, [], args, workdir),
+                "tfao mainnet": run_client(mainnet, server.module_id, server.address, [], args, workdir)}
 
 
 def install_wao() -> Path | None:
@@ -131,14 +136,15 @@ def figure(result: dict, key: str) -> float:
 
 def report(results: dict[str, dict]) -> None:
     names = list(results)
-    print(f"{'':36}" + "".join(f"{name:>16}" for name in names) + ("   tfao/wao" if len(names) > 1 else ""))
+    compared = "wao" in results
+    print(f"{'':36}" + "".join(f"{name:>16}" for name in names) + ("   tfao/wao" if compared else ""))
     for label, key, unit in FIGURES:
         values = [figure(results[name], key) for name in names]
         row = f"{label:36}" + "".join(f"{v:>13.1f} {unit:2}" for v in values)
-        if len(values) > 1 and values[1]:
-            # for times the ratio is how many times faster tfao is
-            ratio = values[1] / values[0] if unit == "ms" else values[0] / values[1]
-            row += f"   {ratio:6.1f}x"
+        if compared and figure(results["wao"], key):
+            tfao, wao = figure(results["tfao"], key), figure(results["wao"], key)
+            # for times the ratio is how many times faster tfao (legacy) is
+            row += f"   {(wao / tfao if unit == 'ms' else tfao / wao):6.1f}x"
         print(row)
 
 
@@ -157,7 +163,7 @@ def main() -> int:
     ensure_aoconnect()
     results = {}
     with tempfile.TemporaryDirectory(prefix="tfao-bench-") as workdir:
-        results["tfao"] = bench_tfao(args, Path(workdir))
+        results.update(bench_tfao(args, Path(workdir)))
         if not args.no_wao:
             wao = bench_wao(args, Path(workdir))
             if wao is not None:

@@ -77,7 +77,7 @@ def starve(node, url, owner):
             return [r.status_code for r in await asyncio.gather(*waiting)], quick, took
 
     statuses, quick, took = asyncio.run(attack())
-    assert output(quick) == "quick" and took < 5
+    assert output(quick) == "quick" and took < 10
     assert statuses.count(200) == MAX_RESULT_WAITERS_PER_CLIENT
     assert statuses.count(429) == 20
 

@@ -1,8 +1,8 @@
 """The real @permaweb/aoconnect (npm, pinned in tests/node/package.json) against ``tfao serve``.
 
-Runs ``node --test`` in tests/node with MU_URL, CU_URL and GATEWAY_URL pointing at a node started
-on a free loopback port with a temporary home. Without node/npm or the npm registry the test is
-skipped, unless CI=true, where it fails instead.
+Runs ``node --test aoconnect.test.mjs`` in tests/node with MU_URL, CU_URL and GATEWAY_URL pointing
+at a node started on a free loopback port with a temporary home. Without node/npm or the npm registry
+the test is skipped, unless CI=true, where it fails instead.
 """
 
 import json
@@ -52,7 +52,7 @@ def test_aoconnect_drives_the_node(aoconnect_installed, tmp_path):
             "TFAO_MODULE": server.module_id, "TFAO_SCHEDULER": server.address,
             "TFAO_WALLETS": str(wallets), "TFAO_OWNER": owner.address,
         }
-        done = subprocess.run(["node", "--test"], cwd=aoconnect_installed, env=env, capture_output=True,
+        done = subprocess.run(["node", "--test", "aoconnect.test.mjs"], cwd=aoconnect_installed, env=env, capture_output=True,
                               text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     assert "# fail 0" in done.stdout and "# pass 6" in done.stdout, done.stdout[-6000:]

@@ -100,7 +100,7 @@ def repl(home, *args) -> Tmux:
 @pytest.fixture(scope="module")
 def terminal(tmux_available, tmp_path_factory):
     term = repl(make_home(tmp_path_factory.mktemp("repl-home")), "--name", "repl-test", "--poll", "0.3")
-    term.wait_for(r"repl-test@.*\[Inbox:0\]>$")
+    term.wait_for(r"repl-test@.*\[Inbox:1\]>$")
     yield term
     term.close()
 

@@ -47,7 +47,12 @@ ESCAPES = {
         "local _, b = require('probe').blob(); local mt = getmetatable(b);"
         " return mt and mt.__index(b, '__class__') and 'escaped'"
     ),
-    "collectgarbage count leaks host state": "return collectgarbage('count') and 'escaped'",
+    "collectgarbage count leaks host state": (
+        "local before = collectgarbage('count'); local t = {} for i = 1, 1e4 do t[i] = {} end;"
+        " return (before ~= 0 or collectgarbage('count') ~= 0) and 'escaped'"
+    ),
+    "debug.getinfo reaches a stack level": "return debug.getinfo(1, 'f').func and 'escaped'",
+    "debug.traceback of a level exposes the host": "return debug.traceback('', 1):find('/') and 'escaped'",
     "collectgarbage stop": "collectgarbage('stop'); return 'escaped'",
     "coroutine escapes the compute budget": (
         "local co = coroutine.wrap(function() while true do end end); co(); return 'escaped'"

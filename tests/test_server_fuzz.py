@@ -81,7 +81,9 @@ def test_mutated_signed_items(served, fuzz_pid, data):  # noqa: F811
        some_id=ids, range_header=st.none() | text)
 def test_query_strings(served, fuzz_pid, route, params, some_id, range_header):  # noqa: F811
     path = route.replace("{pid}", fuzz_pid).replace("{id}", quote(some_id, safe=""))
-    headers = {"Range": range_header} if range_header and range_header.isascii() else {}
+    # a header value with control characters never leaves the client (httpx refuses it), so none is sent
+    sendable = range_header and range_header.isascii() and range_header.isprintable()
+    headers = {"Range": range_header.strip()} if sendable and range_header.strip() else {}
     refused_or_accepted(served.http.get(path, params=params, headers=headers))
     still_serving(served)
 

@@ -12,6 +12,12 @@ _EXPORTS = {
     "ProcessHandle": "tfao.node",
     "pipeline": "tfao.models.pipelines",
     "BertModel": "tfao.models.bert",
+    "CLIPTextModel": "tfao.kernels.clip",
+    "CLIPTextModelWithProjection": "tfao.kernels.clip",
+    "UNet2DConditionModel": "tfao.kernels.unet",
+    "AutoencoderKL": "tfao.kernels.vae",
+    "StableDiffusionPipeline": "tfao.models.stable_diffusion",
+    "StableDiffusionImg2ImgPipeline": "tfao.models.stable_diffusion",
 }
 __all__ = sorted(_EXPORTS)
 

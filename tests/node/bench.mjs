@@ -1,13 +1,18 @@
 // Round trips through the real aoconnect: the client side of bench/node.py.
 // Environment: MU_URL, CU_URL, GATEWAY_URL, BENCH_MODULE, BENCH_SCHEDULER, BENCH_WALLET (a JWK file),
 // BENCH_OWNER (its address), BENCH_TAGS (extra spawn tags, JSON [{name, value}]), BENCH_MESSAGES,
-// BENCH_CLIENTS, BENCH_DRYRUNS. Prints one JSON object with the figures.
+// BENCH_CLIENTS, BENCH_DRYRUNS; BENCH_MODE=mainnet with BENCH_URL drives HyperBEAM's API instead of
+// the legacy units. Prints one JSON object with the figures.
 import { readFileSync } from 'node:fs'
-import { connect, createDataItemSigner } from '@permaweb/aoconnect'
+import { connect, createDataItemSigner, createSigner } from '@permaweb/aoconnect'
 
 const env = process.env
-const ao = connect({ MU_URL: env.MU_URL, CU_URL: env.CU_URL, GATEWAY_URL: env.GATEWAY_URL })
-const signer = createDataItemSigner(JSON.parse(readFileSync(env.BENCH_WALLET, 'utf8')))
+const jwk = JSON.parse(readFileSync(env.BENCH_WALLET, 'utf8'))
+const mainnet = env.BENCH_MODE === 'mainnet'
+const ao = mainnet
+  ? connect({ MODE: 'mainnet', URL: env.BENCH_URL, SCHEDULER: env.BENCH_SCHEDULER, signer: createSigner(jwk) })
+  : connect({ MU_URL: env.MU_URL, CU_URL: env.CU_URL, GATEWAY_URL: env.GATEWAY_URL })
+const signer = createDataItemSigner(jwk)
 const messages = Number(env.BENCH_MESSAGES || 200)
 const clients = Number(env.BENCH_CLIENTS || 50)
 const dryruns = Number(env.BENCH_DRYRUNS || 500)
@@ -23,6 +28,10 @@ async function timed (f) {
 }
 
 async function roundTrip (pid, tags, data) {
+  if (mainnet) {
+    const slot = await ao.message({ process: pid, tags, data })
+    return ao.result({ process: pid, slot })
+  }
   const message = await ao.message({ process: pid, signer, tags, data })
   return ao.result({ process: pid, message })
 }

@@ -78,6 +78,8 @@ def call(context, family_name, function_name, opts) -> Metered:
     if function is None:
         raise ValueError(f"unknown function transformers.{family_name}.{function_name}")
     source = _family_source(context, family, opts)
+    if function.seeded and opts.get("seed") is None:
+        opts = {**opts, "seed": message_seed(context)}
     inputs = function.inputs(opts)
     mode = context.math_mode
     memo_key = hashlib.sha256(json.dumps({
@@ -94,6 +96,13 @@ def call(context, family_name, function_name, opts) -> Metered:
     return Metered({"n": len(values), "values": values}, cost)
 
 
+def message_seed(context) -> int:
+    """The default seed of a seeded function: from the message's id, so every node draws the same numbers
+    for the same message, and two messages draw different ones."""
+    message_id = _name((getattr(context, "message", None) or {}).get("Id") or "")
+    return int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:8], "little")
+
+
 def prepare(context, task, opts) -> dict:
     """For ``transformers.pipeline``: which family and function serve ``task`` for this model, and the
     options every call passes (the model's files resolved once)."""
@@ -104,13 +113,15 @@ def prepare(context, task, opts) -> dict:
     if not served:
         supported = sorted({t for family in registry.FAMILIES.values() for t in family.lua_tasks})
         raise ValueError(f"unknown task: {task} (supported: {', '.join(supported)})")
-    source = model_source(context, served[0] if len(served) == 1 else None, _options(opts))
-    family = next((family for family in served if family.detect(source)), None)
+    # files given one by one are read as each serving family lays them out, until one recognises them
+    family = next((family for family in served if family.detect(model_source(context, family, _options(opts)))),
+                  None)
     if family is None:
         raise ValueError(f"the model does not serve the task {task}")
     function, input_name = family.lua_tasks[task]
     resolved = {name: context.blob(opts[name]) if name in family.lua_files else opts[name]
                 for name in opts if opts[name] is not None}
+    resolved.setdefault("task", task)  # a family serving several tasks with one function tells them apart
     return {"family": family.name, "function": function, "input": input_name, "opts": resolved}
 
 

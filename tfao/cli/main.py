@@ -26,6 +26,7 @@ from tfao.cli import maintenance
 from tfao.http.client import ClientError, RemoteNode, dryrun_body
 from tfao.cli.demo import run_demo
 from tfao.node.node import Node, NodeError, decode_cursor
+from tfao.sandbox.aos import blueprint, blueprint_names
 from tfao.cli.repl import GRAY, RED, RESET, Terminal, outgoing_text, output_text, result_text, strip_ansi
 from weavedrive import cli as weave_cli
 from weavedrive.cli import arweave_id
@@ -237,7 +238,9 @@ def cmd_send(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    code = lua_code(args.code)
+    if (args.code is None) == (args.blueprint is None):
+        raise UsageError("give CODE_OR_FILE or --blueprint NAME (one of them)")
+    code = blueprint(args.blueprint) if args.blueprint else lua_code(args.code)
     with open_node(args) as node:
         pid = checked_process(node, args.process)
         if args.dry_run:
@@ -410,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = command("eval", cmd_eval, "evaluate Lua in a process (an Eval message) and print the output",
                        (remote, wallet, as_json))
     evaluate.add_argument("--process", required=True, type=arweave_id, metavar="PID", help=process_help)
-    evaluate.add_argument("code", metavar="CODE_OR_FILE", help="Lua code, or a file holding it")
+    evaluate.add_argument("code", nargs="?", metavar="CODE_OR_FILE", help="Lua code, or a file holding it")
+    evaluate.add_argument("--blueprint", choices=blueprint_names(), help="load a blueprint shipped with tfao instead")
     evaluate.add_argument("--dry-run", action="store_true", help="evaluate against the latest state, change nothing")
 
     results = command("results", cmd_results, "print a process's results, one block per message",

@@ -24,6 +24,7 @@ import lupa.lua53 as lupa
 
 from tfao.http.client import ClientError, dryrun_body
 from tfao.node.node import NodeError
+from tfao.sandbox.aos import blueprint, blueprint_names
 
 RED, GREEN, BLUE, GRAY, BOLD, RESET = "\x1b[31m", "\x1b[32m", "\x1b[34m", "\x1b[90m", "\x1b[1m", "\x1b[0m"
 ANSI_SEQUENCE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -39,12 +40,52 @@ LIVE_PAGE = 100
 HELP = """\
 Type Lua and press Enter: it is sent to the process as an Eval message.
 A line that leaves a block open (function, if, do, {, ...) continues on the next line; Ctrl-C drops it.
-  .load FILE   send a file's contents as one Eval
+  .load FILE   send a Lua file as one Eval, with the local files it requires bundled in
+  .load-blueprint NAME   load a blueprint shipped with tfao (token, chat, voting, staking)
   .editor      type several lines; .done sends them, .cancel drops them
   .dryrun      toggle dry-run mode: evaluate against the latest state, change nothing
   .help        this text
   .exit        leave (or Ctrl-D)
 Messages other processes send to this one are printed as they arrive."""
+
+
+# require("name") / require 'name' outside a comment, as aos's .load finds them
+REQUIRE = re.compile(r"""^(?:(?!--).)*?\brequire\s*\(?\s*["']([^"']+)["']""", re.M)
+
+
+def bundle_lua(main: Path) -> tuple[str, list[Path]]:
+    """A Lua file with the local modules it requires, as aos's ``.load`` sends it.
+
+    ``require("a.b")`` names ``a/b.lua`` next to the main file; each such file that exists (and,
+    depth first, the ones it requires) is wrapped in a function whose result is stored in
+    ``package.loaded["a.b"]`` ahead of the main file's code. Requires of missing files are left to
+    the process (its own modules, or ones loaded before). Returns the code and the files it holds.
+    """
+    root = main.parent
+    ordered: list[tuple[str, Path, str]] = []  # (module name, file, source), dependencies first
+    seen: set[Path] = set()
+
+    def visit(path: Path, source: str) -> None:
+        seen.add(path)
+        for name in REQUIRE.findall(source):
+            child = root / (name.replace(".", "/") + ".lua")
+            if child.is_file():
+                if child not in seen:
+                    visit(child, child.read_text())
+                if (name, child) not in [(n, p) for n, p, _ in ordered]:
+                    ordered.append((name, child, child.read_text()))
+
+    main_source = main.read_text()
+    visit(main, main_source)
+    parts, loader_of = [], {}
+    for name, path, source in ordered:
+        if path == main:
+            continue
+        if path not in loader_of:
+            loader_of[path] = "_loaded_mod_" + re.sub(r"[.-]", "_", name).lstrip("_")
+            parts.append(f'-- module: "{name}"\nlocal function {loader_of[path]}()\n{source}\nend\n')
+        parts.append(f'_G.package.loaded["{name}"] = {loader_of[path]}()\n')
+    return "\n".join(parts + [main_source]), [path for _, path, _ in ordered if path != main] + [main]
 
 
 def strip_ansi(text: str) -> str:
@@ -269,6 +310,8 @@ class Terminal:
                 self.run_code(code)
         elif line == ".load" or line.startswith(".load "):
             self.load(line[len(".load"):].strip().strip("'\""))
+        elif line == ".load-blueprint" or line.startswith(".load-blueprint "):
+            self.load_blueprint(line[len(".load-blueprint"):].strip())
         elif line.startswith("."):
             self.write(f"{RED}unknown command {line.split()[0]}{RESET} (.help lists them)")
         elif line.strip():
@@ -281,12 +324,21 @@ class Terminal:
             return
         path = Path(name).expanduser()
         try:
-            code = path.read_text()
+            code, files = bundle_lua(path)
         except OSError as exc:
             self.write(f"{RED}cannot read {name}: {exc.strerror}{RESET}")
             return
         self.write(GREEN + f"Loading {name}" + RESET)
+        if len(files) > 1:
+            self.write(GRAY + "with " + ", ".join(str(f.relative_to(path.parent)) for f in files[:-1]) + RESET)
         self.run_code(code, origin=name)
+
+    def load_blueprint(self, name: str) -> None:
+        if name not in blueprint_names():
+            self.write(f"{RED}.load-blueprint needs one of: {', '.join(blueprint_names())}{RESET}")
+            return
+        self.write(GREEN + f"Loading blueprint {name}" + RESET)
+        self.run_code(blueprint(name), origin=f"{name}.lua")
 
     # ------------------------------------------------------------------ live output
     def watch(self) -> None:

@@ -13,6 +13,9 @@ gateway    ``POST /graphql``, ``GET|HEAD /raw/ID``, ``GET|HEAD /ID``, ``GET /tx/
            ``GET /block/height/H``; data routes honour ``Range: bytes=a-b``
 =========  ===================================================================================
 
+HyperBEAM's mainnet routes (``/push``, ``/PID~process@1.0/...``, ``/~meta@1.0/info``) answer on the
+same port, over the same processes: see ``tfao.http.hyperbeam``.
+
 ``GET /ID`` is both the SU's message listing and the gateway's data route. The rule: when the
 query string has ``process-id`` or a paging parameter (``from``, ``to``, ``limit``, ``from-nonce``,
 ``to-nonce``), the scheduler answers; otherwise the weave item's data is served if the weave has it,
@@ -210,7 +213,7 @@ class NodeServer:
         self.result_wait = result_wait
         self.limiter: anyio.CapacityLimiter | None = None
         self.result_events: dict[str, asyncio.Event] = {}  # process id -> set at its next result
-        self.waiters: collections.Counter[str] = collections.Counter()  # client address -> waiting requests
+        self.waiters: collections.Counter[str | None] = collections.Counter()  # client address -> waiting requests
 
     @asynccontextmanager
     async def lifespan(self, app):
@@ -232,12 +235,17 @@ class NodeServer:
             event.set()
 
     async def wait_for_result(self, request: Request, pid: str, message_id: str) -> dict | None:
-        """The message's result once evaluated, None after ``result_wait``; awaited, holding no thread."""
-        client = request.client.host if request.client else ""
+        """The message's result once evaluated, None after ``result_wait``."""
+        slot = await self.blocking(self.node.slot, pid, message_id)
+        return await self.wait_for_slot(pid, slot, request.client.host if request.client else "")
+
+    async def wait_for_slot(self, pid: str, slot: int, client: str | None = None) -> dict | None:
+        """The result at a slot once evaluated, None after ``result_wait``: awaited, holding no thread.
+        Waiters are capped in total and, when the client's address is given, per client."""
         if sum(self.waiters.values()) >= MAX_RESULT_WAITERS:
             raise HTTPError(503, f"{MAX_RESULT_WAITERS} requests are already waiting for results; retry later",
                             headers={"Retry-After": str(RETRY_AFTER)})
-        if self.waiters[client] >= MAX_RESULT_WAITERS_PER_CLIENT:
+        if client is not None and self.waiters[client] >= MAX_RESULT_WAITERS_PER_CLIENT:
             raise HTTPError(429, f"this client already has {MAX_RESULT_WAITERS_PER_CLIENT} requests waiting "
                                  "for results; retry later", headers={"Retry-After": str(RETRY_AFTER)})
         self.waiters[client] += 1
@@ -245,8 +253,10 @@ class NodeServer:
         try:
             while True:
                 event = self.result_events.setdefault(pid, asyncio.Event())  # before the check: no notice is missed
-                if await self.blocking(self.node.has_result, pid, message_id):
-                    return await self.blocking(self.node.result, pid, message_id, timeout=0)
+                try:
+                    return await self.blocking(self.node.result_at, pid, slot, timeout=0)
+                except TimeoutError:
+                    pass
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
@@ -482,8 +492,12 @@ def exception_handlers() -> dict:
 
 def create_app(node: Node, *, max_body: int = DEFAULT_MAX_BODY, result_wait: float = RESULT_WAIT) -> Starlette:
     """The ASGI app serving ``node`` (see the module docstring for the routes)."""
+    from tfao.http.hyperbeam import MainnetAPI  # it builds on this module's handlers
+
     server = NodeServer(node, max_body=max_body, result_wait=result_wait)
+    mainnet_first, mainnet_last = MainnetAPI(server).routes()
     routes = [
+        *mainnet_first,
         Route("/", server.info, methods=["GET"]),
         Route("/", server.post_root, methods=["POST"]),
         Route("/timestamp", server.timestamp, methods=["GET"]),
@@ -499,6 +513,7 @@ def create_app(node: Node, *, max_body: int = DEFAULT_MAX_BODY, result_wait: flo
         Route("/block/height/{height}", server.block, methods=["GET"]),
         Route("/{pid}/latest", server.latest, methods=["GET"]),
         Route("/{id}", server.by_id, methods=["GET", "HEAD"]),
+        *mainnet_last,
     ]
     app = Starlette(routes=routes, exception_handlers=exception_handlers(), lifespan=server.lifespan)
     app.state.node_server = server

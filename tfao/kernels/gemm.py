@@ -78,6 +78,29 @@ class PreparedStore:
         return tuple(np.load(path, mmap_mode="r", allow_pickle=False) for path in paths)
 
 
+def weighted_rows(weights: np.ndarray, rows: np.ndarray, mode: str | None = None,
+                  max_k: int | None = None) -> np.ndarray:
+    """``weights @ rows`` for weights [..., M, K] and rows [..., K, N] (attention probabilities times values),
+    where an output row depends only on the rows its weights touch.
+
+    Exact mode scales ``rows`` per row (not per column as ``matmul`` does) and folds those powers of two into
+    the weights, so rows with weight 0 (masked or future keys) never change the bits: a query gives the same
+    result with or without padded or not-yet-generated keys beside it. ``max_k`` bounds K as in ``matmul``.
+    """
+    if resolve_mode(mode) == "fast":
+        return np.matmul(weights, rows)
+    k = weights.shape[-1]
+    if max_k is not None and k > max_k:
+        raise ValueError(f"contraction length {k} exceeds max_k {max_k}")
+    bits = gemm_bits(max_k or k)
+    rows_int, rows_scale = _quantize(rows, -1, bits)  # per row of ``rows``: [..., K, 1]
+    folded = np.multiply(weights, np.swapaxes(rows_scale, -1, -2), dtype=np.float64)  # exact: powers of two
+    weights_int, weights_scale = _quantize(folded, -1, bits)
+    product = np.matmul(weights_int, rows_int)
+    product *= weights_scale
+    return product.astype(np.float32)
+
+
 class Linear:
     """``x @ weight.T + bias`` with the weight prepared once per mode (float32 for fast, integers for exact).
 

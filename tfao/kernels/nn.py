@@ -6,7 +6,7 @@ import numpy as np
 
 from .modes import resolve_mode
 from .reductions import tree_sum
-from .transcendentals import as64, elementwise, erf_eval, exp64, tanh64
+from .transcendentals import as64, elementwise, erf_eval, exp64, log64, tanh64
 
 _SQRT_HALF = 0.7071067811865476
 _SQRT_2_OVER_PI = 0.7978845608028654
@@ -43,7 +43,21 @@ def relu(x, mode: str | None = None) -> np.ndarray:
     return np.maximum(x, np.float32(0.0))
 
 
-ACTIVATIONS = {"gelu": gelu, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "relu": relu}
+def _silu64(x: np.ndarray) -> np.ndarray:
+    return x / (1.0 + exp64(-x))
+
+
+def _silu32(x: np.ndarray) -> np.ndarray:
+    return x / (np.float32(1.0) + np.exp(-x))
+
+
+silu = elementwise(_silu64, _silu32)
+silu.__doc__ = "x * sigmoid(x) (SiLU / swish)."
+quick_gelu = elementwise(lambda x: x / (1.0 + exp64(-1.702 * x)), lambda x: x / (np.float32(1.0) + np.exp(np.float32(-1.702) * x)))
+quick_gelu.__doc__ = "x * sigmoid(1.702 x), CLIP's GELU approximation."
+
+ACTIVATIONS = {"gelu": gelu, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "relu": relu, "silu": silu,
+               "swish": silu, "quick_gelu": quick_gelu}
 
 
 def softmax(x: np.ndarray, axis: int = -1, where: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
@@ -66,6 +80,16 @@ def softmax(x: np.ndarray, axis: int = -1, where: np.ndarray | None = None, mode
     return (e / total).astype(np.float32)
 
 
+def log_softmax(x: np.ndarray, mode: str | None = None) -> np.ndarray:
+    """``x - max - log(sum(exp(x - max)))`` along the last axis (torch's log_softmax); -inf stays -inf."""
+    if resolve_mode(mode) == "fast":
+        x = np.asarray(x, dtype=np.float32)
+        shifted = x - np.max(x, axis=-1, keepdims=True)
+        return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+    shifted = as64(x) - np.max(x, axis=-1, keepdims=True)
+    return (shifted - log64(tree_sum(exp64(shifted), keepdims=True))).astype(np.float32)
+
+
 def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, mode: str | None = None) -> np.ndarray:
     """LayerNorm over the last axis (biased variance, as torch)."""
     if resolve_mode(mode) == "fast":
@@ -81,6 +105,18 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, 
     centred *= weight
     centred += bias
     return centred.astype(np.float32)
+
+
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, mode: str | None = None) -> np.ndarray:
+    """``weight * x / sqrt(mean(x**2) + eps)`` over the last axis (T5's and LLaMA's RMSNorm, no centring)."""
+    if resolve_mode(mode) == "fast":
+        var = np.mean(x * x, axis=-1, keepdims=True)
+        return (weight * (x / np.sqrt(var + np.float32(eps)))).astype(np.float32)
+    x64 = as64(x)
+    var = tree_sum(x64 * x64, keepdims=True) / x.shape[-1]
+    x64 /= np.sqrt(var + eps)
+    x64 *= weight
+    return x64.astype(np.float32)
 
 
 def mean_pool(hidden: np.ndarray, mask: np.ndarray, mode: str | None = None) -> np.ndarray:

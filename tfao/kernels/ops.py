@@ -5,14 +5,16 @@ composition; ``fast`` is plain float32 numpy/BLAS. Each concern lives in its own
 ``reductions``, ``transcendentals`` and ``nn``.
 """
 
-from .gemm import Linear, PreparedStore, gemm_bits, matmul
+from .gemm import Linear, PreparedStore, gemm_bits, matmul, weighted_rows
 from .modes import KERNELS_VERSION, MODES, current_mode, math_mode, resolve_mode
-from .nn import ACTIVATIONS, gelu, gelu_tanh, l2_normalize, layer_norm, max_pool, mean_pool, relu, softmax
+from .nn import (ACTIVATIONS, gelu, gelu_tanh, l2_normalize, layer_norm, log_softmax, max_pool, mean_pool,
+                 quick_gelu, relu, rms_norm, silu, softmax)
 from .reductions import max_reduce, tree_sum
-from .transcendentals import erf, exp, tanh
+from .transcendentals import cos, erf, exp, log, sin, tanh
 
 __all__ = [
-    "ACTIVATIONS", "KERNELS_VERSION", "MODES", "Linear", "PreparedStore", "current_mode", "erf", "exp", "gelu", "gelu_tanh", "gemm_bits", "l2_normalize",
-    "layer_norm", "math_mode", "matmul", "max_pool", "max_reduce", "mean_pool", "relu", "resolve_mode", "softmax",
-    "tanh", "tree_sum",
+    "ACTIVATIONS", "KERNELS_VERSION", "MODES", "Linear", "PreparedStore", "cos", "current_mode", "erf", "exp",
+    "gelu", "gelu_tanh", "gemm_bits", "l2_normalize", "layer_norm", "log", "log_softmax", "math_mode", "matmul",
+    "max_pool", "max_reduce", "mean_pool", "quick_gelu", "relu", "resolve_mode", "rms_norm", "silu", "sin", "softmax",
+    "tanh", "tree_sum", "weighted_rows",
 ]

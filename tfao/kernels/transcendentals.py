@@ -122,9 +122,91 @@ def tanh64(x: np.ndarray) -> np.ndarray:
     return np.copysign(-e / (e + 2.0), x)
 
 
+_ONE_BITS = int(np.array(1.0).view(np.int64))
+_SQRT_HALF_BITS = int(np.array(math.sqrt(0.5)).view(np.int64))
+_FRACTION_MASK = (1 << 52) - 1
+_ATANH_COEFFS = [1.0 / (2 * k + 1) for k in range(13, -1, -1)]  # s**(2k+1) / (2k+1), k = 13 .. 0
+_SMALLEST_NORMAL = 2.0**-1022
+
+
+def log64(x: np.ndarray) -> np.ndarray:
+    """Natural logarithm: ``x = 2**e * m`` with m in [sqrt(1/2), sqrt(2)), ``log m = 2 atanh((m-1)/(m+1))``."""
+    x = as64(x)
+    subnormal = (x > 0) & (x < _SMALLEST_NORMAL)
+    bits = (x * np.where(subnormal, 2.0**54, 1.0)).view(np.int64)  # exact scaling into the normal range
+    # shifting by (1 - sqrt(1/2)) in the bit pattern carries into the exponent exactly when m >= sqrt(2)
+    shifted = bits + (_ONE_BITS - _SQRT_HALF_BITS)
+    e = ((shifted >> 52) - 1023 - np.where(subnormal, 54, 0)).astype(np.float64)
+    m = ((shifted & _FRACTION_MASK) + _SQRT_HALF_BITS).view(np.float64)
+    s = (m - 1.0) / (m + 1.0)  # |s| <= 0.1716
+    s2 = s * s
+    poly = np.full_like(s, _ATANH_COEFFS[0])
+    for coeff in _ATANH_COEFFS[1:]:
+        poly *= s2
+        poly += coeff
+    result = e * _LN2_HI + (e * _LN2_LO + 2.0 * s * poly)
+    result = np.where(x == np.inf, np.inf, result)
+    result = np.where(x == 0.0, -np.inf, result)
+    return np.where((x < 0) | np.isnan(x), np.nan, result)
+
+
+# pi/2 in three 33-bit parts: n * part is exact for |n| < 2**20, so the reduction loses nothing there
+_PIO2_1 = 1.57079632673412561417e+00
+_PIO2_2 = 6.07710050630396597660e-11
+_PIO2_3 = 2.02226624871116645580e-21
+_TWO_OVER_PI = 0.63661977236758134308
+_SIN_COEFFS = [(-1.0) ** k / math.factorial(2 * k + 1) for k in range(9, 0, -1)]  # r**(2k+1), k = 9 .. 1
+_COS_COEFFS = [(-1.0) ** k / math.factorial(2 * k) for k in range(9, 0, -1)]  # r**2k, k = 9 .. 1
+
+
+def _quadrant_and_remainder(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``x = n * pi/2 + r`` with |r| <= pi/4 (Cody-Waite), and n mod 4."""
+    bounded = np.clip(x, -2.0**50, 2.0**50)  # keeps rint exact; inaccurate, but deterministic, that far out
+    n_float, n_int = round_to_int(bounded * _TWO_OVER_PI)
+    r = ((bounded - n_float * _PIO2_1) - n_float * _PIO2_2) - n_float * _PIO2_3
+    return n_int & 3, r
+
+
+def _sin_cos_poly(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r2 = r * r
+    sin_poly = np.full_like(r, _SIN_COEFFS[0])
+    cos_poly = np.full_like(r, _COS_COEFFS[0])
+    for sin_coeff, cos_coeff in zip(_SIN_COEFFS[1:], _COS_COEFFS[1:]):
+        sin_poly *= r2
+        sin_poly += sin_coeff
+        cos_poly *= r2
+        cos_poly += cos_coeff
+    return r + r * (r2 * sin_poly), 1.0 + r2 * cos_poly
+
+
+def _sin_or_cos(x, phase: int) -> np.ndarray:
+    """sin(x + phase * pi/2): the quadrant picks the polynomial and the sign."""
+    x = as64(x)
+    quadrant, r = _quadrant_and_remainder(x)
+    quadrant = (quadrant + phase) & 3
+    sin_r, cos_r = _sin_cos_poly(r)
+    result = np.where(quadrant & 1, cos_r, sin_r)
+    result = np.where(quadrant & 2, -result, result)
+    return np.where(np.isfinite(x), result, np.nan)
+
+
+def sin64(x: np.ndarray) -> np.ndarray:
+    return _sin_or_cos(x, 0)
+
+
+def cos64(x: np.ndarray) -> np.ndarray:
+    return _sin_or_cos(x, 1)
+
+
 exp = elementwise(exp64, np.exp)
 exp.__doc__ = "e**x."
 erf = elementwise(lambda x: erf_eval(x, np.float64), lambda x: erf_eval(x, np.float32))
 erf.__doc__ = "The error function."
 tanh = elementwise(tanh64, np.tanh)
 tanh.__doc__ = "Hyperbolic tangent."
+log = elementwise(log64, np.log)
+log.__doc__ = "Natural logarithm (-inf at 0, nan below)."
+sin = elementwise(sin64, np.sin)
+sin.__doc__ = "Sine of radians; accurate to float32 for |x| < 1.6e6, deterministic everywhere."
+cos = elementwise(cos64, np.cos)
+cos.__doc__ = "Cosine of radians; accurate to float32 for |x| < 1.6e6, deterministic everywhere."

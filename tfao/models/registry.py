@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tfao.kernels import ops
-from tfao.models import bert
+from tfao.models import bert, t5
 from tfao.models.cache import MODEL_CACHE
 from tfao.models.sources import ModelSource, SourceError
 
@@ -30,6 +30,7 @@ class LuaFunction:
     inputs: Callable[[dict], dict]
     run: Callable[[object, dict, str], tuple[object, int]]
     reply: Callable[[object, dict], list]
+    seeded: bool = False  # inside a process, an absent opts.seed comes from the message (see the bridge)
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,27 @@ FAMILIES: dict[str, Family] = {
             lua_tasks={"feature-extraction": ("encode_text", "prompt")},
             lua_files={"model": "model.safetensors", "tokenizer": "tokenizer.json", "config": "config.json"},
         ),
+        Family(
+            name="t5",
+            detect=t5.detect,
+            load=t5.T5Text.from_source,
+            size=t5.T5Text.nbytes,
+            tasks=t5.PIPELINES,
+            lua={"generate": LuaFunction(t5.generate_inputs, t5.generate, t5.generate_reply, seeded=True)},
+            lua_tasks=t5.LUA_TASKS,
+            lua_files={"model": "model.safetensors", "tokenizer": "tokenizer.json", "config": "config.json"},
+        ),
     ]
 }
 
 
 def tasks() -> list[str]:
     return sorted({task for family in FAMILIES.values() for task in family.tasks})
+
+
+def serves(task: str) -> bool:
+    """Whether some family serves ``task`` (families may serve patterns, e.g. every translation_xx_to_yy)."""
+    return any(task in family.tasks for family in FAMILIES.values())
 
 
 def family_of(source: ModelSource, task: str | None = None) -> Family:

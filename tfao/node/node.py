@@ -30,16 +30,20 @@ from typing import Callable, Iterable, Sequence
 
 from tfao.bridges.context import ProcessContext
 from tfao.sandbox.host import DEFAULT_EVAL_TIMEOUT, HostConfig, HostError, Zygote
-from tfao.sandbox.aos import DEFAULT_COMPUTE_LIMIT, DEFAULT_MEMORY_LIMIT, error_result, limits_from_tags
+from tfao.sandbox.aos import DEFAULT_COMPUTE_LIMIT, DEFAULT_MEMORY_LIMIT, blueprint, error_result, limits_from_tags
 from tfao.node.store import DamagedLog, NodeStore, ScheduledMessage
 from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_decode, b64url_encode, sign_data_item
 from weavedrive.store import WeaveStore
 from weavedrive.wallet import Wallet, default_wallet
 
 MODULE_FORMAT = "tfao-lua-5.3"
+DRYRUN_BOOT_WAIT = 300.0  # seconds a dry-run waits for a new process to evaluate its spawn message
 VARIANT = "ao.TN.1"
 # tags the messenger rewrites when it pushes an outbox message (section 1.6 of the protocol notes)
 PUSH_DROPPED_TAGS = {"Data-Protocol", "Type", "From-Process", "From-Module", "Assignments"}
+# tags that say who a message is from: only this node sets them on the items it signs
+FORWARDING_TAGS = {"data-protocol", "type", "from-process", "from-module", "from-signer"}
+LEGACY_MU_AUTHORITY = "fcoN_xJeisVsPXA-trzVAuIiqO3ydLQxM-L4XbrQKzY"  # the public testnet messenger's wallet
 REPLAY_BATCH = 500
 MAX_PROCESSES = 1000  # processes on one node (each runs a host: an OS process, 3 node descriptors, 2 threads)
 MAX_PROCESSES_PER_OWNER = 100  # processes one wallet may spawn (processes spawned by processes count in total only)
@@ -166,6 +170,7 @@ class Node:
         self.hosts_lock = threading.RLock()
         self.workers: dict[str, threading.Thread] = {}
         self.changed = threading.Condition()
+        self.signed_push_lock = threading.Lock()
         self.result_listeners: list[Callable[[str], None]] = []  # called with a process id after each result
         self.closing = False
         self.module_id = self._default_module()
@@ -327,6 +332,24 @@ class Node:
                                   ("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message")]))
         return self.submit(item).id
 
+    def push_signed_fields(self, pid: str, signer: str, tags: Tags, data: str, proof: str) -> str:
+        """Schedule a message whose fields ``signer`` signed outside ANS-104 (HTTP message signatures,
+        verified by the caller): this node signs the item, tagged ``From-Signer``, so the process sees
+        it as forwarded by this node from ``signer``. ``proof`` names the signature: pushing the same
+        one again schedules nothing and returns the first item's id."""
+        self.process(pid)
+        key = f"signed-push:{pid}:{proof}"
+        with self.signed_push_lock:
+            known = self.store.setting(key)
+            if known is not None:
+                return known
+            tags = [(name, value) for name, value in tags if name.lower() not in FORWARDING_TAGS]
+            item = sign_data_item(self.wallet, data_or_space(data), target=pid, tags=[
+                *tags, ("From-Signer", signer), ("Data-Protocol", "ao"), ("Type", "Message")])
+            self.submit(item)
+            self.store.set_setting(key, item.id)
+            return item.id
+
     def assign(self, pid: str, message_id: str) -> str:
         """Schedule a message this node holds on another local process (aoconnect's ``assign``).
 
@@ -400,9 +423,19 @@ class Node:
     def _env(self, pid: str) -> dict:
         process_item, module = self._process_record(pid)
         return {
-            "Process": {"Id": pid, "Owner": process_item.owner_address, "Tags": _tag_objects(process_item.tags)},
+            "Process": {"Id": pid, "Owner": process_item.owner_address,
+                        "Tags": _tag_objects(self._stand_in_for_legacy_mu(process_item.tags))},
             "Module": {"Id": module.id, "Owner": module.owner_address, "Tags": _tag_objects(module.tags)},
         }
+
+    def _stand_in_for_legacy_mu(self, tags: Tags) -> list[tuple[str, str]]:
+        """A process that trusts the public messenger's wallet trusts this node too, which pushes its
+        messages in that messenger's place (aos's legacy spawn always names that wallet as Authority)."""
+        def trusted(name: str, value: str) -> str:
+            named = [authority.strip() for authority in value.split(",")]
+            return f"{value},{self.address}" if name == "Authority" and LEGACY_MU_AUTHORITY in named else value
+
+        return [(name, trusted(name, value)) for name, value in tags]
 
     def _host(self, pid: str):
         """The process's host, started on first use (restoring its state by replaying its log)."""
@@ -535,19 +568,29 @@ class Node:
 
     def result(self, pid: str, message_id: str, timeout: float | None = None) -> dict:
         """The result of a message, waiting until it has been evaluated."""
-        scheduled = self._nonce_of(pid, message_id)
+        return self.result_at(pid, self._nonce_of(pid, message_id).nonce, timeout)
+
+    def slot(self, pid: str, message_id: str) -> int:
+        """The slot (nonce) a message is scheduled at on a process."""
+        return self._nonce_of(pid, message_id).nonce
+
+    def current_slot(self, pid: str) -> int:
+        """The last slot assigned on a process (0: only the process message)."""
+        self.process(pid)
+        return self.store.message_count(pid) - 1
+
+    def result_at(self, pid: str, slot: int, timeout: float | None = None) -> dict:
+        """The result at a slot, waiting until it has been evaluated."""
+        if not 0 <= slot <= self.current_slot(pid):
+            raise NotFound(f"slot {slot} is not scheduled on process {pid}")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.changed:
-            while (row := self.store.result(pid, scheduled.nonce)) is None:
+            while (row := self.store.result(pid, slot)) is None:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if self.closing or (remaining is not None and remaining <= 0):
-                    raise TimeoutError(f"message {message_id} has not been evaluated yet")
+                    raise TimeoutError(f"slot {slot} of process {pid} has not been evaluated yet")
                 self.changed.wait(remaining)
         return row.result
-
-    def has_result(self, pid: str, message_id: str) -> bool:
-        """Whether a scheduled message has been evaluated (NotFound if it is not scheduled there)."""
-        return self.store.result(pid, self._nonce_of(pid, message_id).nonce) is not None
 
     def results(self, pid: str, *, from_: str | None = None, to: str | None = None, sort: str = "ASC",
                 limit: int = 25) -> dict:
@@ -574,6 +617,7 @@ class Node:
         """Evaluate an unsigned message against the latest state; nothing is kept."""
         if not self.store.has_process(pid):
             raise NotFound(f"process {pid} not found on this node")
+        self.result(pid, pid, timeout=DRYRUN_BOOT_WAIT)  # a process has an Owner and handlers once it has booted
         last = self.store.message(pid, max(self.store.evaluated_upto(pid), 0))
         msg = {"Timestamp": last.timestamp, "Block-Height": last.block_height, "Cron": False, "Target": pid}
         msg.update(message)
@@ -611,6 +655,10 @@ class ProcessHandle:
     def eval(self, code: str, *, wallet: Wallet | None = None, timeout: float | None = 60) -> dict:
         return self.send("Eval", data=code, wallet=wallet, timeout=timeout)
 
+    def load_blueprint(self, name: str, *, wallet: Wallet | None = None, timeout: float | None = 60) -> dict:
+        """Eval a shipped blueprint (``token``, ``chat``, ``voting``...) in the process."""
+        return self.eval(blueprint(name), wallet=wallet, timeout=timeout)
+
     def result(self, message_id: str, timeout: float | None = 60) -> dict:
         return self.node.result(self.id, message_id, timeout=timeout)
 
@@ -631,7 +679,7 @@ def cu_message(scheduled: ScheduledMessage) -> dict:
     item = DataItem.parse(scheduled.item)
     tags = list(item.tags)
     owner = item.owner_address
-    from_process = first_tag(tags, "From-Process")
+    from_process = first_tag(tags, "From-Process") or first_tag(tags, "From-Signer")
     msg = {
         "Id": item.id,
         "Signature": b64url_encode(item.signature),

@@ -7,6 +7,7 @@ ends in ``Error`` may leave the VM changed, so callers evaluate on a copy (see `
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import re
 from typing import Callable, Mapping
@@ -19,6 +20,19 @@ DEFAULT_COMPUTE_LIMIT = 9_000_000_000_000  # AO's default Compute-Limit
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*-?\s*(b|kb|mb|gb|tb|kib|mib|gib|tib)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
           "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+
+def blueprint_names() -> list[str]:
+    """The blueprints shipped with the project (token, chat, voting...), loadable by name."""
+    root = importlib.resources.files("tfao.sandbox") / "blueprints"
+    return sorted(entry.name[: -len(".lua")] for entry in root.iterdir() if entry.name.endswith(".lua"))
+
+
+def blueprint(name: str) -> str:
+    """The Lua source of a shipped blueprint, to Eval in a process."""
+    if name not in blueprint_names():
+        raise ValueError(f"no blueprint named {name!r} (there are: {', '.join(blueprint_names())})")
+    return (importlib.resources.files("tfao.sandbox") / "blueprints" / f"{name}.lua").read_text()
 
 
 def parse_memory_limit(value: str | None) -> int:
@@ -79,7 +93,8 @@ class AosProcess:
         halt = self._halt_text()
         if halt is not None:  # a halt ends the message even when the Lua code caught its error
             return error_result(halt)
-        reply = json.loads(raw)
+        # aos's json passes string bytes through; the result is read as UTF-8, lossily, as the SU does
+        reply = json.loads(raw.decode("utf-8", "replace"))
         if not reply.get("ok"):
             return error_result(_error_text(reply.get("response")))
         return merge_result(reply.get("response") or {})

@@ -1,9 +1,11 @@
 """The sandboxed Lua 5.3 VM a process runs in.
 
 One lupa runtime per process. Untrusted code sees the aos globals and nothing of the host: no
-``python`` table, no attribute access on host objects, no ``debug``, no C modules, text chunks only
-in ``load``, an ``os`` and ``io`` without host access. Bridged Python modules reach Lua as plain
-functions that take and return plain values (see ``to_python``/``to_lua``).
+``python`` table, no attribute access on host objects, no C modules, text chunks only in ``load``,
+an ``os`` and ``io`` without host access, and of ``debug`` only ``traceback`` and a ``getinfo``
+that describes a function argument. Objects print with per-process sequence numbers, never heap
+addresses, and ``pairs`` visits keys in an order no address decides. Bridged Python modules reach
+Lua as plain functions that take and return plain values (see ``to_python``/``to_lua``).
 
 Limits: ``max_memory`` bounds the Lua heap; an instruction budget per call (a count hook installed
 on every coroutine, xpcall message handlers and ``__gc`` finalizers) bounds compute; what one bridge
@@ -63,7 +65,7 @@ class Metered(NamedTuple):
 # functions the host keeps: the budget setter and the module loader.
 SANDBOX_BOOTSTRAP = r"""
 local sources, bridges, compute_message, hook_step, finalizer_budget = ...
-local sethook, gethook = debug.sethook, debug.gethook
+local sethook, gethook, raw_debug_getmetatable = debug.sethook, debug.gethook, debug.getmetatable
 local raw_load, raw_type, raw_error, raw_getmetatable = load, type, error, getmetatable
 local co_create, co_wrap = coroutine.create, coroutine.wrap
 
@@ -164,19 +166,28 @@ for name, functions in next, bridges do
 end
 bridges = guarded_bridges
 
--- modules: the bundled Lua sources (by name and by ".name") and the bridged host tables
-local loaded = package.loaded
+-- modules: package.preload first, then the bundled Lua sources (by name and by ".name"; a
+-- trailing ".init" names the module itself) and the bridged host tables. A bundled module is
+-- compiled under the chunk name ".name", so its errors read `[string ".name"]:LINE:` as in aos.
+local loaded, preload = package.loaded, {}
 local function find_source(name)
-  local plain = name:gsub("^%.", "")
+  local plain = name:gsub("^%.", ""):gsub("%.init$", "")
   return sources[plain], plain
 end
 function require(name)
   if raw_type(name) ~= "string" then raw_error("bad argument #1 to 'require' (string expected)", 2) end
   if loaded[name] ~= nil then return loaded[name] end
+  local loader = preload[name]
+  if loader ~= nil then
+    local result = loader(name, ":preload:")
+    if result == nil then result = true end
+    if loaded[name] == nil then loaded[name] = result end
+    return loaded[name]
+  end
   local src, plain = find_source(name)
   if src == nil then raw_error("module '" .. name .. "' not found", 2) end
   if loaded[plain] ~= nil then loaded[name] = loaded[plain]; return loaded[plain] end
-  local chunk = assert(raw_load(src, "@" .. plain .. ".lua", "t", _G))
+  local chunk = assert(raw_load(src, "." .. plain, "t", _G))
   local result = chunk(plain, bridges[plain])
   if result == nil then result = true end
   loaded[plain], loaded["." .. plain] = result, result
@@ -186,16 +197,34 @@ end
 -- strip the host
 python = nil
 loaded.python = nil
-debug = nil; loaded.debug = nil
+-- of debug only what reads the caller's own code: tracebacks, and a function's parameter counts
+local raw_traceback, raw_getinfo = debug.traceback, debug.getinfo
+loaded.debug = nil
+debug = {
+  traceback = function(...)
+    local first = ...
+    if raw_type(first) == "thread" then return raw_traceback(...) end
+    return raw_traceback(first, (select(2, ...) or 1) + 1)
+  end,
+  getinfo = function(fn, what)
+    if raw_type(fn) ~= "function" then raw_error("bad argument #1 to 'getinfo' (function expected)", 2) end
+    local info = raw_getinfo(fn, "Su")
+    return { nparams = info.nparams, isvararg = info.isvararg, nups = info.nups, what = info.what,
+             source = info.source, short_src = info.short_src,
+             linedefined = info.linedefined, lastlinedefined = info.lastlinedefined }
+  end,
+}
 io = nil; loaded.io = nil
 dofile, loadfile = nil, nil
 package.loadlib, package.cpath, package.path = nil, "", ""
 package.searchers = {}
-package.preload = {}
+package.preload = preload
 string.dump = nil
+-- the heap size would tell one run from another, so "count" reports a fixed 0 KB
 collectgarbage = function(opt)
   opt = opt or "collect"
   if opt == "collect" or opt == "step" then return 0 end
+  if opt == "count" then return 0.0 end
   raw_error("collectgarbage('" .. tostring(opt) .. "') is not available in a process", 2)
 end
 load = function(chunk, name, mode, env)
@@ -208,23 +237,108 @@ getmetatable = function(v)
   return raw_getmetatable(v)
 end
 
--- pairs in a fixed order: Lua seeds its string hashes from addresses and the clock, so the raw
--- traversal order differs between OS processes. Numbers, then strings, then booleans, each sorted;
--- other key types (tables, functions) keep the raw order among themselves.
-local raw_next, raw_rawget, sort = next, rawget, table.sort
-local type_rank = { number = 1, string = 2, boolean = 3 }
+-- Objects print without their heap address: the first time a table, function, coroutine or host
+-- object is shown (tostring, string.format's %s) or met as a `pairs` key, it gets the next number of
+-- a per-process sequence, and prints as "table: 0x0000002a". The sequence lives in the process's
+-- own state, so the same message log numbers the same objects the same way on every node.
+local raw_tostring, raw_format, raw_next, raw_rawget = tostring, string.format, next, rawget
+local sort, concat = table.sort, table.concat
+local object_ids = setmetatable({}, { __mode = "k" })
+local last_object_id = 0
+local function object_id(v)
+  local id = object_ids[v]
+  if id == nil then
+    last_object_id = last_object_id + 1
+    id = last_object_id
+    object_ids[v] = id
+  end
+  return id
+end
+local ADDRESSED = { table = true, ["function"] = true, thread = true, userdata = true }
+tostring = function(v)
+  local kind = raw_type(v)
+  if not ADDRESSED[kind] then return raw_tostring(v) end
+  local name = kind
+  -- a table's own __tostring and __name count; a host object's metatable is the host's, never called
+  local mt = kind == "table" and raw_debug_getmetatable(v) or nil
+  if mt ~= nil then
+    local to_string = raw_rawget(mt, "__tostring")
+    if to_string ~= nil then
+      local text = to_string(v)
+      if raw_type(text) ~= "string" then raw_error("'__tostring' must return a string", 2) end
+      return text
+    end
+    if raw_type(raw_rawget(mt, "__name")) == "string" then name = raw_rawget(mt, "__name") end
+  end
+  return raw_format("%s: 0x%08x", name, object_id(v))
+end
+local function printable_args(...)
+  local args = table.pack(...)
+  for i = 1, args.n do
+    if ADDRESSED[raw_type(args[i])] then args[i] = tostring(args[i]) end
+  end
+  return table.unpack(args, 1, args.n)
+end
+string.format = function(fmt, ...)
+  for i = 1, select("#", ...) do
+    if ADDRESSED[raw_type((select(i, ...)))] then return raw_format(fmt, printable_args(...)) end
+  end
+  return raw_format(fmt, ...)
+end
+
+-- pairs in a fixed order: Lua seeds its string hashes from addresses and the clock, and places
+-- table and function keys by address, so the raw traversal order differs between OS processes.
+-- Numbers, then strings, then booleans, each sorted; then tables, functions, coroutines and host
+-- objects, each in the order of their sequence numbers. Keys a traversal meets unnumbered are
+-- numbered first, ordered by what they hold (a table's plain keys and values, a function's
+-- definition), so only unnumbered keys that are alike in that are met in an unspecified order.
+local type_rank = { number = 1, string = 2, boolean = 3, table = 4, ["function"] = 5, thread = 6, userdata = 7 }
+local PLAIN = { number = true, string = true, boolean = true }
 local function key_less(a, b)
   local ta, tb = raw_type(a), raw_type(b)
-  if ta ~= tb then return (type_rank[ta] or 4) < (type_rank[tb] or 4) end
+  if ta ~= tb then return type_rank[ta] < type_rank[tb] end
   if ta == "number" or ta == "string" then return a < b end
   if ta == "boolean" then return (not a) and b end
-  return false
+  return object_ids[a] < object_ids[b]
+end
+local function content_signature(v)
+  local kind = raw_type(v)
+  if kind == "function" then
+    local info = raw_getinfo(v, "S")
+    return info.source .. ":" .. info.linedefined
+  end
+  if kind ~= "table" then return "" end
+  local parts = {}
+  for k, x in raw_next, v do
+    if PLAIN[raw_type(k)] then
+      local shown = PLAIN[raw_type(x)] and raw_tostring(x) or raw_type(x)
+      parts[#parts + 1] = raw_type(k) .. ":" .. raw_tostring(k) .. "=" .. raw_type(x) .. ":" .. shown
+    end
+  end
+  sort(parts)
+  return concat(parts, "\0")
+end
+local function number_new_keys(keys)
+  local fresh, signatures = {}, {}
+  for _, k in ipairs(keys) do
+    if not PLAIN[raw_type(k)] and object_ids[k] == nil then
+      fresh[#fresh + 1] = k
+      signatures[k] = raw_type(k) .. "\0" .. content_signature(k)
+    end
+  end
+  if #fresh == 0 then return end
+  sort(fresh, function(a, b) return signatures[a] < signatures[b] end)
+  for _, k in ipairs(fresh) do object_id(k) end
 end
 pairs = function(t)
   local mt = raw_getmetatable(t)
   if mt ~= nil and raw_type(mt) == "table" and mt.__pairs then return mt.__pairs(t) end
-  local keys, n = {}, 0
-  for k in raw_next, t do n = n + 1; keys[n] = k end
+  local keys, n, plain = {}, 0, true
+  for k in raw_next, t do
+    n = n + 1; keys[n] = k
+    if plain and not PLAIN[raw_type(k)] then plain = false end
+  end
+  if not plain then number_new_keys(keys) end
   sort(keys, key_less)
   local i = 0
   return function(tbl)
@@ -300,7 +414,8 @@ class LuaVM:
             {name.encode(): self._bridge_table(functions) for name, functions in (bridges or {}).items()}
         )
         source_table = self.lua.table_from(dict(sources if sources is not None else bundled_sources()))
-        bootstrap = self.lua.execute(b"return function(...) " + SANDBOX_BOOTSTRAP.encode() + b" end")
+        # named, so that tracebacks through the sandbox's wrappers show a name, not the source
+        bootstrap = self.lua.globals()[b"load"](SANDBOX_BOOTSTRAP.encode(), b"=sandbox")
         self._meter, self._rearm = bootstrap(
             source_table, bridge_tables, COMPUTE_LIMIT_MESSAGE.encode(), HOOK_STEP, FINALIZER_BUDGET
         )

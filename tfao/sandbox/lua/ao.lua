@@ -91,6 +91,8 @@ local function tag_value(name, value)
   local kind = type(value)
   if kind == "string" then return value end
   if kind == "number" or kind == "boolean" then return tostring(value) end
+  -- aos passes a table through as the tag's value; a message tag is text, so it travels as JSON
+  if kind == "table" then return json.encode(value) end
   error("the value of tag '" .. tostring(name) .. "' must be a string, not a " .. kind, 0)
 end
 

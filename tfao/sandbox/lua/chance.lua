@@ -1,10 +1,9 @@
--- Deterministic random numbers for processes: MT19937, the 32-bit Mersenne Twister of Matsumoto
--- and Nishimura (1998), in Lua integer arithmetic.
+-- Deterministic random numbers for processes, the generator aos seeds math.random with: MT19937,
+-- the 32-bit Mersenne Twister of Matsumoto and Nishimura (1998), in Lua integer arithmetic.
 --
 -- chance.seed(n) is the reference init_genrand(n mod 2^32); chance.int32() is genrand_int32;
--- chance.random() is genrand_res53, a float in [0, 1) built from two outputs (53 bits), the same
--- as Python's random.random() and numpy's RandomState.random_sample() on the same state;
--- chance.integer(a, b) is a + floor(random() * (b - a + 1)).
+-- chance.random() is one output scaled to [0, 1) (int32 / 2^32, as aos computes it);
+-- chance.integer(a, b) is floor(random() * (b - a + 1) + a). The same seed gives aos's sequence.
 local chance = { _version = "1.0.0" }
 
 local N, M = 624, 397
@@ -49,13 +48,12 @@ function chance.int32()
 end
 
 function chance.random()
-  local high, low = chance.int32() >> 5, chance.int32() >> 6
-  return (high * 67108864 + low) / 9007199254740992.0
+  return chance.int32() * (1.0 / 4294967296.0)
 end
 
 function chance.integer(min, max)
-  assert(max >= min, "bad range for a random integer: " .. tostring(min) .. ".." .. tostring(max))
-  return min + math.floor(chance.random() * (max - min + 1))
+  assert(max >= min, "max must bigger than min")
+  return math.floor(chance.random() * (max - min + 1) + min)
 end
 
 chance.seed(5489) -- the reference default seed, until the process seeds it

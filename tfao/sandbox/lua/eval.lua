@@ -1,8 +1,8 @@
 -- The `_eval` handler: runs msg.Data as Lua in the process's global environment (Owner only).
 --
 -- The text is first compiled as an expression ("return " .. Data), else as a chunk, named "aos"
--- so that errors read `[string "aos"]:LINE: ...`. A non-nil value is printed (tables through
--- stringify); a compile error or a second return value becomes the message's Error.
+-- so that errors read `[string "aos"]:LINE: ...`. A value other than nil and false is printed
+-- (tables through stringify); a compile error or a second return value becomes the message's Error.
 local stringify = require(".stringify")
 
 return function(ao)
@@ -24,7 +24,7 @@ return function(ao)
       ao.outbox.Error = err
       return
     end
-    if output ~= nil then
+    if output then -- as in aos, a nil or false value prints nothing
       table.insert(HANDLER_PRINT_LOGS, type(output) == "table" and stringify.format(output) or tostring(output))
     end
   end

@@ -81,14 +81,17 @@ end
 local function at_end() return #handlers.list + 1 end
 local function at_front() return 1 end
 
+-- add returns the number of handlers; append, prepend and once return nothing, as in aos
 function handlers.add(...)
   return put(at_end, add_args(...))
 end
 
-handlers.append = handlers.add
+function handlers.append(...)
+  put(at_end, add_args(...))
+end
 
 function handlers.prepend(...)
-  return put(at_front, add_args(...))
+  put(at_front, add_args(...))
 end
 
 -- (name, pattern, handle) or (pattern, handle): runs once, ahead of the other handlers
@@ -101,17 +104,17 @@ function handlers.once(...)
     handlers.onceNonce = handlers.onceNonce + 1
     pattern, handle = ...
   end
-  return put(at_front, name, pattern, handle, 1)
+  put(at_front, name, pattern, handle, 1)
 end
 
--- Handlers.before("name").add(...) / Handlers.after("name").add(...): place next to a handler
+-- Handlers.before("name").add(...) / Handlers.after("name").add(...): place next to a handler;
+-- when no handler has that name, add does nothing (as in aos)
 local function relative_to(target, offset)
   assert(type(target) == "string", "Handler name MUST be a string")
   return {
     add = function(...)
       local idx = index_of(target)
-      assert(idx, "no handler named '" .. target .. "'")
-      return put(function() return idx + offset end, add_args(...))
+      if idx then put(function() return idx + offset end, add_args(...)) end
     end,
   }
 end
@@ -145,7 +148,7 @@ local function match_code(match)
     if match == "continue" then return 1 end
     return 0
   end
-  error("Pattern result is not valid, it MUST be string, number, or boolean", 0)
+  error("Pattern result is not valid, it MUST be string, number, or boolean")
 end
 
 local function is_listed(entry)
@@ -175,7 +178,9 @@ function handlers.evaluate(msg, env)
     if entry.name ~= "_default" and is_listed(entry) then
       local code = match_code(utils.matchesSpec(msg, entry.pattern))
       if code ~= 0 then
-        entry.handle(msg, env)
+        -- re-raised from here, a handler's error reads `[string ".handlers"]:N: <its error>` as in aos
+        local ok, err = pcall(entry.handle, msg, env)
+        if not ok then error(err) end
         count_run(entry)
         if code < 0 then
           stopped = true

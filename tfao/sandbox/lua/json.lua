@@ -1,15 +1,17 @@
--- JSON for processes: json.encode(value) -> string, json.decode(string) -> value.
+-- JSON as aos encodes and decodes it: json.encode(value) -> string, json.decode(string) -> value.
 --
--- Output is deterministic: object keys are sorted, integers print as integers, floats print with
--- 15, 16 or 17 significant digits, the fewest that read back as the same double. NaN and infinities
--- cannot be encoded. An empty table encodes as []. Strings pass through byte for byte except the
--- characters JSON requires to be escaped and bytes that are not UTF-8 (each becomes U+FFFD).
--- Decoding turns null into nil and reports bad input with its position.
-local json = { _version = "1.0.0" }
+-- Encoding: a table whose [1] is set, or an empty table, is an array (its keys must all be
+-- numbers, "invalid table: mixed or invalid key types", and run 1..#t, "invalid table: sparse
+-- array"); any other table is an object with string keys only, listed in `pairs` order (sorted),
+-- whose function, thread and userdata values are skipped. Numbers print with 14 significant digits
+-- ("%.14g"); NaN and infinities are errors. Strings pass through byte for byte, with only `"`, `\`
+-- and control characters escaped.
+-- Decoding is as lenient as aos's: trailing commas, any number Lua's tonumber reads, null as nil.
+-- Errors read "<what> at line L col C".
+local json = { _version = "0.2.0" }
 
 local byte, find, format, sub = string.byte, string.find, string.format, string.sub
-local concat, sort = table.concat, table.sort
-local math_type = math.type
+local concat = table.concat
 
 -- encoding ---------------------------------------------------------------------------------------
 
@@ -22,133 +24,68 @@ local function escape_char(c)
   return ESCAPES[c] or format("\\u%04x", byte(c))
 end
 
-local REPLACEMENT_CHAR = "\239\191\189" -- U+FFFD
-
--- utf8.len rejects malformed and overlong sequences but lets UTF-16 surrogates (ED A0..BF ..) through
-local function is_utf8(s)
-  return utf8.len(s) ~= nil and not find(s, "\237[\160-\191]")
-end
-
--- JSON text is UTF-8: each byte that is not part of a valid sequence becomes U+FFFD
-local function to_utf8(s)
-  local parts, pos = {}, 1
-  while pos <= #s do
-    local ok, bad = utf8.len(s, pos)
-    if ok then
-      parts[#parts + 1] = sub(s, pos)
-      break
-    end
-    parts[#parts + 1] = sub(s, pos, bad - 1)
-    parts[#parts + 1] = REPLACEMENT_CHAR
-    pos = bad + 1
-  end
-  return (concat(parts):gsub("\237[\160-\191][\128-\191]", REPLACEMENT_CHAR))
-end
-
 local function encode_string(s)
-  if find(s, "[\128-\255]") and not is_utf8(s) then s = to_utf8(s) end
-  return '"' .. s:gsub('[%z\1-\31"\\\127]', escape_char) .. '"'
+  return '"' .. s:gsub('[%z\1-\31"\\]', escape_char) .. '"'
 end
 
 local function encode_number(n)
-  if math_type(n) == "integer" then return format("%d", n) end
-  if n ~= n or n == math.huge or n == -math.huge then
-    error("json: cannot encode " .. tostring(n), 0)
+  if n ~= n or n <= -math.huge or n >= math.huge then
+    error("unexpected number value '" .. tostring(n) .. "'")
   end
-  for digits = 15, 16 do
-    local text = format("%." .. digits .. "g", n)
-    if tonumber(text) == n then return text end
-  end
-  return format("%.17g", n)
+  return format("%.14g", n)
 end
 
--- a table is an array when its keys are exactly 1..n
-local function array_length(t)
-  local count = 0
-  for k in pairs(t) do
-    if math_type(k) ~= "integer" or k < 1 then return nil end
-    count = count + 1
-  end
-  if count ~= #t then return nil end
-  for i = 1, count do
-    if t[i] == nil then return nil end
-  end
-  return count
-end
+-- values an object leaves out instead of failing on
+local SKIPPED = { ["function"] = true, thread = true, userdata = true }
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do
-    local kind = type(k)
-    if kind ~= "string" and kind ~= "number" then
-      error("json: cannot encode a table key of type " .. kind, 0)
+local encode
+
+local function encode_table(t, stack)
+  if stack[t] then error("circular reference") end
+  stack[t] = true
+  local parts = {}
+  if rawget(t, 1) ~= nil or next(t) == nil then
+    local count = 0
+    for k in pairs(t) do
+      if type(k) ~= "number" then error("invalid table: mixed or invalid key types") end
+      count = count + 1
     end
-    keys[#keys + 1] = k
+    if count ~= #t then error("invalid table: sparse array") end
+    for i = 1, #t do parts[i] = encode(t[i], stack) end
+    stack[t] = nil
+    return "[" .. concat(parts, ",") .. "]"
   end
-  sort(keys, function(a, b)
-    if type(a) == type(b) then return a < b end
-    return type(a) == "number"
-  end)
-  return keys
+  for k, v in pairs(t) do
+    if type(k) ~= "string" then error("invalid table: mixed or invalid key types") end
+    if not SKIPPED[type(v)] then parts[#parts + 1] = encode_string(k) .. ":" .. encode(v, stack) end
+  end
+  stack[t] = nil
+  return "{" .. concat(parts, ",") .. "}"
 end
 
-local encode_value
-
-local function encode_table(t, out, seen)
-  if seen[t] then error("json: cannot encode a table that contains itself", 0) end
-  seen[t] = true
-  local n = array_length(t)
-  if n then
-    out[#out + 1] = "["
-    for i = 1, n do
-      if i > 1 then out[#out + 1] = "," end
-      encode_value(t[i], out, seen)
-    end
-    out[#out + 1] = "]"
-  else
-    out[#out + 1] = "{"
-    for i, k in ipairs(sorted_keys(t)) do
-      if i > 1 then out[#out + 1] = "," end
-      out[#out + 1] = encode_string(type(k) == "string" and k or encode_number(k))
-      out[#out + 1] = ":"
-      encode_value(t[k], out, seen)
-    end
-    out[#out + 1] = "}"
-  end
-  seen[t] = nil
-end
-
-encode_value = function(v, out, seen)
-  local kind = type(v)
-  if kind == "string" then
-    out[#out + 1] = encode_string(v)
-  elseif kind == "number" then
-    out[#out + 1] = encode_number(v)
-  elseif kind == "boolean" then
-    out[#out + 1] = v and "true" or "false"
-  elseif kind == "nil" then
-    out[#out + 1] = "null"
-  elseif kind == "table" then
-    encode_table(v, out, seen)
-  else
-    error("json: cannot encode a value of type " .. kind, 0)
-  end
+encode = function(value, stack)
+  local kind = type(value)
+  if kind == "string" then return encode_string(value) end
+  if kind == "number" then return encode_number(value) end
+  if kind == "boolean" then return tostring(value) end
+  if kind == "nil" then return "null" end
+  if kind == "table" then return encode_table(value, stack) end
+  error("unexpected type '" .. kind .. "'")
 end
 
 function json.encode(value)
-  local out = {}
-  encode_value(value, out, {})
-  return concat(out)
+  return (encode(value, {}))
 end
 
 -- decoding ---------------------------------------------------------------------------------------
 
 local function fail(text, pos, what)
-  local line, col = 1, pos
-  for nl in text:sub(1, pos - 1):gmatch("()\n") do
-    line, col = line + 1, pos - nl
+  local line, col = 1, 1
+  for i = 1, pos - 1 do
+    col = col + 1
+    if byte(text, i) == 10 then line, col = line + 1, 1 end
   end
-  error(format("json: %s at line %d column %d", what, line, col), 0)
+  error(format("%s at line %d col %d", what, line, col))
 end
 
 local function skip_space(text, pos)
@@ -156,137 +93,135 @@ local function skip_space(text, pos)
   return last + 1
 end
 
+-- a number or literal runs to the next space, ',', ']' or '}'
+local function token_end(text, pos)
+  return (find(text, "[ \n\r\t,%]}]", pos) or #text + 1)
+end
 
 local SIMPLE_ESCAPES = {
-  [byte('"')] = '"', [byte("\\")] = "\\", [byte("/")] = "/", [byte("b")] = "\b",
-  [byte("f")] = "\f", [byte("n")] = "\n", [byte("r")] = "\r", [byte("t")] = "\t",
+  ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t",
 }
 
-local function hex4(text, pos)
-  local digits = sub(text, pos, pos + 3)
-  if not find(digits, "^%x%x%x%x$") then fail(text, pos, "invalid \\u escape") end
-  return tonumber(digits, 16)
+-- a code point as UTF-8 (surrogates included, as aos writes them)
+local function utf8_bytes(n)
+  if n <= 0x7f then return string.char(n) end
+  if n <= 0x7ff then return string.char(0xc0 | (n >> 6), 0x80 | (n & 0x3f)) end
+  if n <= 0xffff then return string.char(0xe0 | (n >> 12), 0x80 | ((n >> 6) & 0x3f), 0x80 | (n & 0x3f)) end
+  return string.char(0xf0 | (n >> 18), 0x80 | ((n >> 12) & 0x3f), 0x80 | ((n >> 6) & 0x3f), 0x80 | (n & 0x3f))
 end
 
--- a \uXXXX escape (pos at the 'u'), joining surrogate pairs; returns the UTF-8 text and next pos
+-- a \u escape at pos (the backslash): a surrogate pair when one follows, else one code point
 local function decode_unicode_escape(text, pos)
-  local code = hex4(text, pos + 1)
-  local next_pos = pos + 5
-  if code >= 0xD800 and code <= 0xDBFF then
-    if sub(text, next_pos, next_pos + 1) == "\\u" then
-      local low = hex4(text, next_pos + 2)
-      if low >= 0xDC00 and low <= 0xDFFF then
-        return utf8.char(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)), next_pos + 6
-      end
-    end
-    return REPLACEMENT_CHAR, next_pos
-  elseif code >= 0xDC00 and code <= 0xDFFF then
-    return REPLACEMENT_CHAR, next_pos
+  local pair = text:match("^[dD][89aAbB]%x%x\\u%x%x%x%x", pos + 2)
+  if pair then
+    local high, low = tonumber(pair:sub(1, 4), 16), tonumber(pair:sub(7, 10), 16)
+    return utf8_bytes((high - 0xd800) * 0x400 + (low - 0xdc00) + 0x10000), pos + 12
   end
-  return utf8.char(code), next_pos
+  local single = text:match("^%x%x%x%x", pos + 2)
+  if not single then fail(text, pos, "invalid unicode escape in string") end
+  return utf8_bytes(tonumber(single, 16)), pos + 6
 end
 
--- pos is just after the opening quote
-local function decode_string(text, pos)
-  local parts = {}
+-- pos is at the opening quote
+local function decode_string(text, start)
+  local parts, pos = {}, start + 1
   while true do
     local stop = find(text, '[%z\1-\31"\\]', pos)
-    if not stop then fail(text, pos, "unterminated string") end
+    if not stop then fail(text, start, "expected closing quote for string") end
     parts[#parts + 1] = sub(text, pos, stop - 1)
     local c = byte(text, stop)
-    if c == 34 then -- closing quote
-      return concat(parts), stop + 1
-    elseif c == 92 then -- backslash
-      local e = byte(text, stop + 1)
-      if e == 117 then -- u
-        parts[#parts + 1], pos = decode_unicode_escape(text, stop + 1)
-      elseif SIMPLE_ESCAPES[e] then
-        parts[#parts + 1] = SIMPLE_ESCAPES[e]
-        pos = stop + 2
-      else
-        fail(text, stop, "invalid escape in string")
-      end
+    if c == 34 then return concat(parts), stop + 1 end
+    if c < 32 then fail(text, stop, "control character in string") end
+    local escape = sub(text, stop + 1, stop + 1)
+    if escape == "u" then
+      parts[#parts + 1], pos = decode_unicode_escape(text, stop)
+    elseif SIMPLE_ESCAPES[escape] then
+      parts[#parts + 1], pos = SIMPLE_ESCAPES[escape], stop + 2
     else
-      fail(text, stop, "control character in string")
+      fail(text, stop, "invalid escape char '" .. escape .. "' in string")
     end
   end
 end
 
--- integers that fit stay integers; a fraction or exponent makes a float
 local function decode_number(text, pos)
-  local _, last = find(text, "^-?%d+", pos)
-  if not last then fail(text, pos, "unexpected character") end
-  if find(text, "^-?0%d", pos) then fail(text, pos, "number with a leading zero") end
-  local _, frac_end = find(text, "^%.%d+", last + 1)
-  last = frac_end or last
-  local _, exp_end = find(text, "^[eE][-+]?%d+", last + 1)
-  last = exp_end or last
-  return tonumber(sub(text, pos, last)), last + 1
+  local last = token_end(text, pos)
+  local word = sub(text, pos, last - 1)
+  local n = tonumber(word)
+  if not n then fail(text, pos, "invalid number '" .. word .. "'") end
+  return n, last
 end
 
+local LITERALS = { ["true"] = true, ["false"] = false }
+
+local function decode_literal(text, pos)
+  local last = token_end(text, pos)
+  local word = sub(text, pos, last - 1)
+  if word == "null" then return nil, last end
+  if LITERALS[word] == nil then fail(text, pos, "invalid literal '" .. word .. "'") end
+  return LITERALS[word], last
+end
 
 local decode_value
 
 local function decode_array(text, pos)
   local result, n = {}, 0
-  pos = skip_space(text, pos)
-  if byte(text, pos) == 93 then return result, pos + 1 end
+  pos = pos + 1
   while true do
+    pos = skip_space(text, pos)
+    if byte(text, pos) == 93 then return result, pos + 1 end
     local value
     value, pos = decode_value(text, pos)
     n = n + 1
     result[n] = value
     pos = skip_space(text, pos)
     local c = byte(text, pos)
-    if c == 93 then return result, pos + 1 end
-    if c ~= 44 then fail(text, pos, "expected ',' or ']' in array") end
     pos = pos + 1
+    if c == 93 then return result, pos end
+    if c ~= 44 then fail(text, pos, "expected ']' or ','") end
   end
 end
 
 local function decode_object(text, pos)
   local result = {}
-  pos = skip_space(text, pos)
-  if byte(text, pos) == 125 then return result, pos + 1 end
+  pos = pos + 1
   while true do
-    if byte(text, pos) ~= 34 then fail(text, pos, "expected a string key in object") end
-    local key
-    key, pos = decode_string(text, pos + 1)
     pos = skip_space(text, pos)
-    if byte(text, pos) ~= 58 then fail(text, pos, "expected ':' after object key") end
-    local value
-    value, pos = decode_value(text, pos + 1)
+    if byte(text, pos) == 125 then return result, pos + 1 end
+    if byte(text, pos) ~= 34 then fail(text, pos, "expected string for key") end
+    local key, value
+    key, pos = decode_string(text, pos)
+    pos = skip_space(text, pos)
+    if byte(text, pos) ~= 58 then fail(text, pos, "expected ':' after key") end
+    value, pos = decode_value(text, skip_space(text, pos + 1))
     result[key] = value
     pos = skip_space(text, pos)
     local c = byte(text, pos)
-    if c == 125 then return result, pos + 1 end
-    if c ~= 44 then fail(text, pos, "expected ',' or '}' in object") end
-    pos = skip_space(text, pos + 1)
+    pos = pos + 1
+    if c == 125 then return result, pos end
+    if c ~= 44 then fail(text, pos, "expected '}' or ','") end
   end
 end
 
+local DECODERS = {
+  ['"'] = decode_string, ["{"] = decode_object, ["["] = decode_array,
+  t = decode_literal, f = decode_literal, n = decode_literal, ["-"] = decode_number,
+}
+for digit = 0, 9 do DECODERS[tostring(digit)] = decode_number end
+
 decode_value = function(text, pos)
-  pos = skip_space(text, pos)
-  local c = byte(text, pos)
-  if c == 34 then return decode_string(text, pos + 1) end
-  if c == 123 then return decode_object(text, pos + 1) end
-  if c == 91 then return decode_array(text, pos + 1) end
-  if c == nil then fail(text, pos, "unexpected end of input") end
-  local word = text:match("^%a+", pos)
-  if word == "true" then return true, pos + 4 end
-  if word == "false" then return false, pos + 5 end
-  if word == "null" then return nil, pos + 4 end
-  if word then fail(text, pos, "unexpected word '" .. word .. "'") end
-  return decode_number(text, pos)
+  local c = sub(text, pos, pos)
+  local decoder = DECODERS[c]
+  if not decoder then fail(text, pos, "unexpected character '" .. c .. "'") end
+  return decoder(text, pos)
 end
 
 function json.decode(text)
   if type(text) ~= "string" then
-    error("json: expected a string to decode, got " .. type(text), 0)
+    error("expected argument of type string, got " .. type(text))
   end
-  local value, pos = decode_value(text, 1)
+  local value, pos = decode_value(text, skip_space(text, 1))
   pos = skip_space(text, pos)
-  if pos <= #text then fail(text, pos, "trailing characters after the value") end
+  if pos <= #text then fail(text, pos, "trailing garbage") end
   return value
 end
 

@@ -24,6 +24,7 @@ Handlers = require(".handlers")
 ao = require(".ao")
 assignment.init(ao)
 _G.json = json -- aos code often uses the json module without requiring it
+base64 = require(".base64")
 
 local process = { _version = "2.0.4-tfao" }
 local MAX_INBOX = 10000
@@ -38,21 +39,19 @@ function Version()
   print("version: " .. process._version)
 end
 
--- print collects its lines into the message's Output (HANDLER_PRINT_LOGS)
+-- print(value) as aos has it: one value, a table through stringify, booleans, nil and numbers
+-- coloured; the line joins the message's Output (HANDLER_PRINT_LOGS)
 local function printable(value)
   local kind = type(value)
   if kind == "table" then return stringify.format(value) end
   if kind == "boolean" then return Colors.blue .. tostring(value) .. Colors.reset end
   if kind == "nil" then return Colors.red .. "nil" .. Colors.reset end
   if kind == "number" then return Colors.green .. tostring(value) .. Colors.reset end
-  if kind == "function" then return "function: builtin" end
   return tostring(value)
 end
 
-function print(...)
-  local parts = {}
-  for i = 1, select("#", ...) do parts[i] = printable((select(i, ...))) end
-  local line = table.concat(parts, "\t")
+function print(value)
+  local line = printable(value)
   if HANDLER_PRINT_LOGS then
     table.insert(HANDLER_PRINT_LOGS, line)
     return nil
@@ -144,14 +143,16 @@ local function short_id(id)
   return id:sub(1, 3) .. "..." .. id:sub(-3)
 end
 
--- `_default`: what no handler took goes to the Inbox, with a notice
+-- `_default`: what no handler took goes to the Inbox, with a notice (a JSON Data shown as JSON)
 local function default_handler(msg)
   insert_inbox(msg)
   local notice = Colors.gray .. "New Message From " .. Colors.green .. short_id(msg.From) .. Colors.gray .. ": "
   if msg.Action then
-    notice = notice .. "Action = " .. Colors.blue .. tostring(msg.Action):sub(1, 20) .. Colors.reset
+    notice = notice .. Colors.gray .. "Action = " .. Colors.blue .. tostring(msg.Action):sub(1, 20) .. Colors.reset
   else
-    notice = notice .. "Data = " .. Colors.blue .. tostring(msg.Data or ""):sub(1, 20) .. Colors.reset
+    local data = msg.Data
+    if type(data) == "table" then data = json.encode(data) end
+    notice = notice .. Colors.gray .. "Data = " .. Colors.blue .. tostring(data or ""):sub(1, 20) .. Colors.reset
   end
   print(notice)
 end
@@ -204,9 +205,27 @@ local function success_result(msg)
   return ao.result({ Output = { data = take_print_logs(), prompt = Prompt(), print = true } })
 end
 
+-- the stack of the code that reports the error, without the loader's frames below it
+local function report_traceback()
+  local lines = {}
+  for line in debug.traceback(nil, 2):gmatch("[^\n]+") do lines[#lines + 1] = line end
+  return table.concat(lines, "\n", 1, math.max(#lines - 3, 1))
+end
+
+-- An Eval's error is reported as is; a handler's error after aos's notice and the traceback.
 local function failure_result(msg, err)
   err = error_text(err)
-  if msg.Action == "Eval" then table.insert(Errors, err) end
+  if msg.Action == "Eval" then
+    table.insert(Errors, err)
+  else
+    if msg.Action then
+      print(Colors.red .. "Error" .. Colors.gray .. " handling message with Action = " .. msg.Action .. Colors.reset)
+    else
+      print(Colors.red .. "Error" .. Colors.gray .. " handling message " .. Colors.reset)
+    end
+    print(Colors.green .. err .. Colors.reset)
+    print("\n" .. Colors.gray .. report_traceback() .. Colors.reset)
+  end
   return { Error = take_print_logs() .. "\n\n" .. Colors.red .. "error:\n" .. Colors.reset .. err }
 end
 
@@ -272,5 +291,7 @@ function process.handle(msg, env)
   if result.Error ~= nil then result.Error = error_text(result.Error) end
   return result
 end
+
+apm = require(".apm")
 
 return process

@@ -1,7 +1,12 @@
--- stringify.format(value): a coloured, indented, readable rendering of Lua values, as aos prints
--- tables. Keys are listed in sorted order and functions print without their address, so the same
--- value always renders the same text.
-local stringify = { _version = "1.0.0" }
+-- stringify.format(table): the coloured, indented rendering aos prints tables with.
+--
+-- A table of only strings and numbers at 1..n prints on one line, `{ 1, "a" }` (an empty table is
+-- `{  }`); other arrays print one item per line indented two spaces, closing with ` }`; maps print
+-- `key = value` lines indented three spaces, in `pairs` order. Strings are green and quoted, keys
+-- red, other values blue through tostring. A table met again inside its own entries prints as
+-- <circular reference>. Unlike aos, the array items of a table that also has other keys are kept
+-- (as `1 = ...` lines) instead of being dropped.
+local stringify = { _version = "0.0.1" }
 
 local colors = {
   red = "\27[31m",
@@ -12,65 +17,55 @@ local colors = {
 stringify.colors = colors
 
 local function scalar(value)
-  local kind = type(value)
-  if kind == "string" then return colors.green .. '"' .. value .. '"' .. colors.reset end
-  if kind == "number" or kind == "boolean" then return colors.blue .. tostring(value) .. colors.reset end
-  if kind == "nil" then return colors.red .. "nil" .. colors.reset end
-  if kind == "function" then return "function: builtin" end
-  return "<" .. kind .. ">"
+  if type(value) == "string" then return colors.green .. '"' .. value .. '"' .. colors.reset end
+  return colors.blue .. tostring(value) .. colors.reset
 end
 
--- array items first (1..#t), then the other keys sorted (numbers before strings)
-local function entries(t)
-  local n = #t
-  local rest = {}
-  for k in pairs(t) do
-    if not (math.type(k) == "integer" and k >= 1 and k <= n) then rest[#rest + 1] = k end
-  end
-  table.sort(rest, function(a, b)
-    local ta, tb = type(a), type(b)
-    if ta == tb and (ta == "number" or ta == "string") then return a < b end
-    if ta ~= tb then return ta < tb end
-    return tostring(a) < tostring(b)
-  end)
-  return n, rest
-end
-
-function stringify.isSimpleArray(t)
-  local n, rest = entries(t)
-  if #rest > 0 then return false end
-  for i = 1, n do
-    if type(t[i]) == "table" then return false end
+function stringify.isSimpleArray(tbl)
+  local index = 1
+  for k, v in pairs(tbl) do
+    if k ~= index or (type(v) ~= "number" and type(v) ~= "string") then return false end
+    index = index + 1
   end
   return true
 end
 
-function stringify.format(value, indent, visited)
-  if type(value) ~= "table" then return scalar(value) end
-  indent = indent or 0
-  visited = visited or {}
-  if visited[value] then return "<circular reference>" end
-  if next(value) == nil then return "{}" end
+local function is_array(tbl)
+  local index = 1
+  for k in pairs(tbl) do
+    if k ~= index then return false end
+    index = index + 1
+  end
+  return true
+end
 
-  local n, rest = entries(value)
-  if stringify.isSimpleArray(value) then
-    local items = {}
-    for i = 1, n do items[i] = scalar(value[i]) end
+function stringify.format(tbl, indent, visited)
+  if type(tbl) ~= "table" then return scalar(tbl) end
+  indent = indent or 0
+  local pad, child_pad = string.rep(" ", indent), string.rep(" ", indent + 2)
+  local items = {}
+  if stringify.isSimpleArray(tbl) then
+    for _, v in ipairs(tbl) do items[#items + 1] = scalar(v) end
     return "{ " .. table.concat(items, ", ") .. " }"
   end
-
-  visited[value] = true
-  local pad = string.rep(" ", indent + 2)
-  local lines = {}
-  for i = 1, n do
-    lines[#lines + 1] = pad .. stringify.format(value[i], indent + 2, visited)
+  if is_array(tbl) then
+    for _, v in ipairs(tbl) do
+      items[#items + 1] = child_pad .. (type(v) == "table" and stringify.format(v, indent + 2) or scalar(v))
+    end
+    return "{\n" .. table.concat(items, ",\n") .. "\n" .. pad .. " }"
   end
-  for _, k in ipairs(rest) do
-    local key = colors.red .. tostring(k) .. colors.reset
-    lines[#lines + 1] = pad .. key .. " = " .. stringify.format(value[k], indent + 2, visited)
+  for k, v in pairs(tbl) do
+    if type(v) == "table" then
+      visited = visited or {}
+      if visited[v] then return "<circular reference>" end
+      visited[v] = true
+      v = stringify.format(v, indent + 2, visited)
+    else
+      v = scalar(v)
+    end
+    items[#items + 1] = child_pad .. colors.red .. tostring(k) .. colors.reset .. " = " .. v
   end
-  visited[value] = nil
-  return "{\n" .. table.concat(lines, ",\n") .. "\n" .. string.rep(" ", indent) .. "}"
+  return "{\n " .. table.concat(items, ",\n ") .. "\n" .. pad .. "}"
 end
 
 return stringify

@@ -3,23 +3,29 @@
 -- List helpers are curried like aos's: Utils.map(fn)(list) and Utils.map(fn, list) both work.
 local utils = { _version = "1.0.0" }
 
--- Calls fn once `arity` arguments have been collected, over one or several calls.
+-- the number of fixed parameters of a Lua function (0 for a C function)
+local parameter_count = debug.getinfo and function(fn) return debug.getinfo(fn, "u").nparams end
+
+-- Calls fn once `arity` arguments (default: fn's parameter count) have been collected, over one
+-- or several calls; the call that completes them passes every argument given.
 function utils.curry(fn, arity)
   assert(type(fn) == "function", "function is required as first argument")
-  arity = arity or 2
+  arity = arity or parameter_count(fn)
   if arity < 2 then return fn end
   return function(...)
-    local args = { ... }
-    if #args >= arity then return fn(table.unpack(args, 1, arity)) end
+    local args = table.pack(...)
+    if args.n >= arity then return fn(...) end
     return utils.curry(function(...)
-      local rest = { table.unpack(args) }
-      for _, v in ipairs({ ... }) do rest[#rest + 1] = v end
-      return fn(table.unpack(rest, 1, arity))
-    end, arity - #args)
+      local all = table.move(args, 1, args.n, 1, {})
+      local more = table.pack(...)
+      table.move(more, 1, more.n, args.n + 1, all)
+      return fn(table.unpack(all, 1, args.n + more.n))
+    end, arity - args.n)
   end
 end
 
-function utils.isArray(t)
+-- a table whose keys are exactly 1..#t
+local function is_array(t)
   if type(t) ~= "table" then return false end
   local count = 0
   for k in pairs(t) do
@@ -28,101 +34,113 @@ function utils.isArray(t)
   end
   return count == #t
 end
+utils.isArray = is_array
+
+function utils.capitalize(str)
+  if type(str) ~= "string" or str == "" then return str end
+  return str:sub(1, 1):upper() .. str:sub(2):lower()
+end
 
 utils.concat = utils.curry(function(a, b)
-  assert(utils.isArray(a) and utils.isArray(b), "both arguments must be arrays")
-  local result = {}
-  for _, v in ipairs(a) do result[#result + 1] = v end
-  for _, v in ipairs(b) do result[#result + 1] = v end
-  return result
+  assert(type(a) == "table", "first argument should be a table that is an array")
+  assert(type(b) == "table", "second argument should be a table that is an array")
+  assert(is_array(a), "first argument should be a table")
+  assert(is_array(b), "second argument should be a table")
+  return table.move(b, 1, #b, #a + 1, table.move(a, 1, #a, 1, {}))
 end, 2)
 
-utils.reduce = utils.curry(function(fn, initial, list)
-  assert(type(fn) == "function", "first argument should be a function")
-  assert(utils.isArray(list), "third argument should be an array")
-  local acc = initial
-  for i, v in ipairs(list) do
-    if i == 1 and acc == nil then acc = v else acc = fn(acc, v, i) end
+-- fn(result, value, key) over the array; a nil `initial` starts from the first value
+utils.reduce = utils.curry(function(fn, initial, t)
+  assert(type(fn) == "function", "first argument should be a function that accepts (result, value, key)")
+  assert(type(t) == "table" and is_array(t), "third argument should be a table that is an array")
+  local result = initial
+  for k, v in ipairs(t) do
+    if result == nil then result = v else result = fn(result, v, k) end
   end
-  return acc
+  return result
 end, 3)
 
-utils.map = utils.curry(function(fn, list)
-  assert(type(fn) == "function", "first argument should be a function")
-  assert(utils.isArray(list), "second argument should be an array")
+utils.map = utils.curry(function(fn, data)
+  assert(type(fn) == "function", "first argument should be a unary function")
+  assert(type(data) == "table" and is_array(data), "second argument should be an Array")
   local result = {}
-  for i, v in ipairs(list) do result[i] = fn(v, i) end
+  for k, v in ipairs(data) do result[k] = fn(v, k) end
   return result
 end, 2)
 
-utils.filter = utils.curry(function(fn, list)
-  assert(type(fn) == "function", "first argument should be a function")
-  assert(utils.isArray(list), "second argument should be an array")
+utils.filter = utils.curry(function(fn, data)
+  assert(type(fn) == "function", "first argument should be a unary function")
+  assert(type(data) == "table" and is_array(data), "second argument should be an Array")
   local result = {}
-  for _, v in ipairs(list) do
+  for _, v in ipairs(data) do
     if fn(v) then result[#result + 1] = v end
   end
   return result
 end, 2)
 
-utils.find = utils.curry(function(fn, list)
-  assert(type(fn) == "function", "first argument should be a function")
-  for _, v in ipairs(list) do
+-- the first value (in `pairs` order: an array in order, a map in key order) that fn accepts
+utils.find = utils.curry(function(fn, t)
+  assert(type(fn) == "function", "first argument should be a unary function")
+  assert(type(t) == "table", "second argument should be a table that is an array")
+  for _, v in pairs(t) do
     if fn(v) then return v end
   end
   return nil
 end, 2)
 
-utils.includes = utils.curry(function(value, list)
-  for _, v in ipairs(list) do
-    if v == value then return true end
-  end
-  return false
-end, 2)
-
-utils.propEq = utils.curry(function(name, value, object)
-  return object[name] == value
+utils.propEq = utils.curry(function(propName, value, object)
+  assert(type(propName) == "string", "first argument should be a string")
+  assert(type(value) == "string", "second argument should be a string")
+  assert(type(object) == "table", "third argument should be a table<object>")
+  return object[propName] == value
 end, 3)
 
-utils.prop = utils.curry(function(name, object)
-  return object[name]
-end, 2)
-
-function utils.reverse(list)
+function utils.reverse(data)
+  assert(type(data) == "table", "argument needs to be a table that is an array")
   local result = {}
-  for i = #list, 1, -1 do result[#result + 1] = list[i] end
+  for i = #data, 1, -1 do result[#result + 1] = data[i] end
   return result
 end
 
--- compose(f, g, h)(x) == f(g(h(x)))
-function utils.compose(...)
-  local fns = { ... }
+-- compose(f, g, h)(x) == f(g(h(x))); curried, so compose(f)(g) works too
+utils.compose = utils.curry(function(...)
+  local fns = table.pack(...)
+  for i = 1, fns.n do assert(type(fns[i]) == "function", "each argument needs to be a function") end
   return function(value)
-    for i = #fns, 1, -1 do value = fns[i](value) end
+    for i = fns.n, 1, -1 do value = fns[i](value) end
     return value
   end
-end
+end, 2)
 
-local function sorted_keys(t)
+utils.prop = utils.curry(function(propName, object)
+  return object[propName]
+end, 2)
+
+utils.includes = utils.curry(function(val, t)
+  assert(type(t) == "table", "argument needs to be a table")
+  assert(is_array(t), "argument should be a table that is an array")
+  return utils.find(function(v) return v == val end, t) ~= nil
+end, 2)
+
+-- keys and values in `pairs` order (numbers, then strings, each sorted)
+function utils.keys(t)
+  assert(type(t) == "table", "argument needs to be a table")
   local keys = {}
   for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys, function(a, b)
-    if type(a) == type(b) and (type(a) == "string" or type(a) == "number") then return a < b end
-    return type(a) < type(b)
-  end)
   return keys
 end
-utils.keys = sorted_keys
 
 function utils.values(t)
-  local result = {}
-  for _, k in ipairs(sorted_keys(t)) do result[#result + 1] = t[k] end
-  return result
+  assert(type(t) == "table", "argument needs to be a table")
+  local values = {}
+  for _, v in pairs(t) do values[#values + 1] = v end
+  return values
 end
 
 -- Title-cases a tag or field name: `_` -> `-`, lower case, then upper case the first letter and
 -- every letter after a `-` ("data_PROTOCOL" -> "Data-Protocol", "SDK" -> "Sdk").
 function utils.normalize(name)
+  if type(name) ~= "string" then return name end
   local lowered = name:gsub("_", "-"):lower()
   return (lowered:gsub("^%l", string.upper):gsub("%-%l", string.upper))
 end

@@ -1,4 +1,5 @@
-"""The processes' json module (tfao/sandbox/lua/json.lua), checked against Python's json."""
+"""The processes' json module (tfao/sandbox/lua/json.lua): aos's encoder and decoder, checked
+against their behaviour and against Python's json."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ def encode(value_lua_source: str) -> str:
     return VM.execute(f"return require('json').encode({value_lua_source})").decode()
 
 
+def encode_error(value_lua_source: str) -> str:
+    with pytest.raises(LuaError) as info:
+        encode(value_lua_source)
+    return str(info.value)
+
+
 def roundtrip(text: str) -> str:
     """decode then encode in Lua."""
     return LUA_JSON.encode(LUA_JSON.decode(text.encode())).decode()
@@ -38,53 +45,65 @@ def decode_error(text: str) -> str:
 def test_scalars():
     assert encode("'a'") == '"a"'
     assert encode("true") == "true" and encode("false") == "false" and encode("nil") == "null"
-    assert encode("42") == "42" and encode("-7") == "-7" and encode("math.maxinteger") == str(2**63 - 1)
+    assert encode("42") == "42" and encode("-7") == "-7"
 
 
-def test_floats_use_the_shortest_exact_form():
-    assert encode("0.1") == "0.1"
-    assert encode("1/3") == repr(1 / 3)
-    assert encode("3.0") == "3"
-    assert encode("1e300") == "1e+300"
-    assert encode("-0.0") == "-0"
+@pytest.mark.parametrize("lua, text", [
+    ("0.1", "0.1"), ("1/3", "0.33333333333333"), ("3.0", "3"), ("1e300", "1e+300"), ("-0.0", "-0"),
+    ("0.1 + 0.2", "0.3"), ("math.maxinteger", "9.2233720368548e+18"), ("2^53", "9.007199254741e+15"),
+    ("123456789012345", "1.2345678901234e+14"), ("12345678901234", "12345678901234"),
+])
+def test_numbers_have_14_significant_digits(lua, text):
+    assert encode(lua) == text
 
 
 @pytest.mark.parametrize("value", ["0/0", "math.huge", "-math.huge"])
 def test_nan_and_infinity_cannot_be_encoded(value):
-    with pytest.raises(LuaError, match="json: cannot encode"):
-        encode(value)
+    assert "unexpected number value" in encode_error(value)
 
 
 def test_tables():
     assert encode("{}") == "[]"
     assert encode("{ 1, 'two', { 3 } }") == '[1,"two",[3]]'
-    assert encode("{ b = 1, a = { c = true }, [3] = 'x' }") == '{"3":"x","a":{"c":true},"b":1}'
-    assert encode("{ [1] = 'a', [3] = 'c' }") == '{"1":"a","3":"c"}'
+    assert encode("{ b = 1, a = { c = true } }") == '{"a":{"c":true},"b":1}'
+
+
+def test_functions_and_other_host_values_in_objects_are_skipped():
+    assert encode("{ f = print, co = coroutine.create(print), n = 1 }") == '{"n":1}'
+    assert encode("{ reply = function() end }") == "{}"
+
+
+def test_a_message_with_its_reply_function_encodes():
+    msg = "{ Action = 'X', Tags = { Action = 'X' }, reply = function() end, forward = function() end }"
+    assert encode(msg) == '{"Action":"X","Tags":{"Action":"X"}}'
+
+
+@pytest.mark.parametrize("lua, message", [
+    ("{ [1] = 'a', [3] = 'c' }", "invalid table: sparse array"),
+    ("{ 1, 2, x = 3 }", "invalid table: mixed or invalid key types"),
+    ("{ b = 1, [3] = 'x' }", "invalid table: mixed or invalid key types"),
+    ("{ [true] = 1 }", "invalid table: mixed or invalid key types"),
+    ("{ print }", "unexpected type 'function'"),
+    ("print", "unexpected type 'function'"),
+])
+def test_tables_aos_cannot_encode_raise_its_errors(lua, message):
+    assert message in encode_error(lua)
 
 
 def test_self_containing_table_is_an_error():
-    with pytest.raises(LuaError, match="contains itself"):
+    with pytest.raises(LuaError, match="circular reference"):
         VM.execute("local t = {}; t.me = t; return require('json').encode(t)")
-
-
-def test_functions_cannot_be_encoded():
-    with pytest.raises(LuaError, match="type function"):
-        encode("{ f = print }")
 
 
 def test_string_escapes():
     assert encode(r"'quote \" backslash \\ slash /'") == r'"quote \" backslash \\ slash /"'
-    assert encode(r"'\n\r\t\b\f\0\1\31\127'") == r'"\n\r\t\b\f\u0000\u0001\u001f\u007f"'
+    assert encode(r"'\n\r\t\b\f\0\1\31\127'") == '"\\n\\r\\t\\b\\f\\u0000\\u0001\\u001f\x7f"'
 
 
-def test_utf8_passes_through():
+def test_bytes_pass_through_unchanged():
     text = "héllo → 世界 🎉"
     assert LUA_JSON.encode(text.encode()).decode() == '"' + text + '"'
-
-
-def test_bytes_that_are_not_utf8_become_replacement_characters():
-    assert json.loads(encode(r"'a\255b\192\128c'")) == "a\ufffdb\ufffd\ufffdc"
-    assert json.loads(encode(r"'surrogate \237\160\128!'")) == "surrogate \ufffd!"
+    assert LUA_JSON.encode(b"a\xffb\xc0") == b'"a\xffb\xc0"'
 
 
 # ----------------------------------------------------------------------------------- decoding
@@ -106,8 +125,11 @@ def test_decode_unicode_escapes():
     assert LUA_JSON.decode(rb'"caf\u00e9 \u4e16 \ud83c\udf89 \/"').decode() == "café 世 🎉 /"
 
 
-def test_lone_surrogates_become_replacement_characters():
-    assert LUA_JSON.decode(rb'"a\ud800b\udc00"').decode() == "a\ufffdb\ufffd"
+def test_decoder_leniency():
+    assert list(LUA_JSON.decode(b"[1, 2,]").values()) == [1, 2]
+    assert dict(LUA_JSON.decode(b'{"a": 1,}')) == {b"a": 1}
+    assert LUA_JSON.decode(b"0x10") == 16 and LUA_JSON.decode(b"01") == 1
+    assert LUA_JSON.decode(b'"raw \xff bytes"') == b"raw \xff bytes"
 
 
 def test_arrays_keep_positions_around_nulls():
@@ -115,30 +137,26 @@ def test_arrays_keep_positions_around_nulls():
     assert value[1] == 1 and value[2] is None and value[3] == 3
 
 
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        ("", "unexpected end of input at line 1 column 1"),
-        ('{"a" 1}', "expected ':' after object key at line 1 column 6"),
-        ("[1, 2", "expected ',' or ']' in array"),
-        ("[1,]", "unexpected character"),
-        ('{"a": 1,}', "expected a string key in object"),
-        ('"open', "unterminated string"),
-        ('"tab\there"', "control character in string"),
-        ('"\\x"', "invalid escape"),
-        ('"\\u12G4"', "invalid \\u escape"),
-        ("01", "leading zero"),
-        ("nul", "unexpected word 'nul'"),
-        ("[1]\n x", "trailing characters after the value at line 2 column 2"),
-    ],
-)
+@pytest.mark.parametrize("text, message", [
+    ("", "unexpected character '' at line 1 col 1"),
+    ('{"a" 1}', "expected ':' after key at line 1 col 6"),
+    ("[1, 2", "expected ']' or ','"),
+    ('{"a": 1 "b"}', "expected '}' or ','"),
+    ("{1: 2}", "expected string for key at line 1 col 2"),
+    ('"open', "expected closing quote for string"),
+    ('"tab\there"', "control character in string"),
+    ('"\\x"', "invalid escape char 'x' in string"),
+    ('"\\u12G4"', "invalid unicode escape in string"),
+    ("nul", "invalid literal 'nul'"),
+    ("1.2.3", "invalid number '1.2.3'"),
+    ("[1]\n x", "trailing garbage at line 2 col 2"),
+])
 def test_bad_json_is_reported_with_its_position(text, message):
-    error = decode_error(text)
-    assert error.startswith("json: ") and message in error
+    assert message in decode_error(text)
 
 
 def test_decode_needs_a_string():
-    with pytest.raises(LuaError, match="expected a string to decode, got nil"):
+    with pytest.raises(LuaError, match="expected argument of type string, got nil"):
         LUA_JSON.decode(None)
 
 
@@ -146,8 +164,7 @@ def test_decode_needs_a_string():
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    st.none() | st.booleans() | st.integers(-(10**14) + 1, 10**14 - 1) | st.text(),
     # null has no place in a Lua sequence (it is nil), so lists are generated without it
     lambda children: st.lists(children.filter(lambda v: v is not None), max_size=5)
     | st.dictionaries(st.text(), children, max_size=5),
@@ -162,8 +179,6 @@ def normalised(value):
         return kept if kept else []
     if isinstance(value, list):
         return [normalised(v) for v in value]
-    if isinstance(value, float) and value == int(value) and abs(value) < 2**53:
-        return int(value)
     return value
 
 
@@ -176,10 +191,8 @@ def test_roundtrip_matches_python(value, ascii_only):
 
 @settings(max_examples=300, deadline=None)
 @given(st.floats(allow_nan=False, allow_infinity=False))
-def test_floats_roundtrip_exactly(x):
-    encoded = LUA_JSON.encode(float(x)).decode()
-    assert float(json.loads(encoded)) == x
-    assert LUA_JSON.decode(encoded.encode()) == x
+def test_floats_encode_as_c_printf_14g(x):
+    assert LUA_JSON.encode(float(x)).decode() == "%.14g" % x
 
 
 def test_one_megabyte_payloads_decode_quickly():

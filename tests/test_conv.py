@@ -1,0 +1,95 @@
+"""Image-network primitives against torch in both math modes; exact bits do not depend on tiles, chunks or
+batch composition."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tfao.kernels import ops
+from tfao.kernels.conv import Conv2d, attention, group_norm, to_channels_first, to_channels_last, upsample_nearest2x
+
+MODES = ["exact", "fast"]
+
+
+def rel_err(got, want):
+    want = np.asarray(want, dtype=np.float64)
+    return float(np.max(np.abs(np.asarray(got, dtype=np.float64) - want)) / np.max(np.abs(want)))
+
+
+def rng_array(seed, *shape, scale=1.0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 1, 1), (3, 2, 1), (3, 2, (0, 1, 0, 1)), (1, 1, 0)])
+def test_conv2d_matches_torch(mode, kernel, stride, padding):
+    x, weight, bias = rng_array(0, 2, 6, 9, 11), rng_array(1, 5, 6, kernel, kernel), rng_array(2, 5)
+    conv = Conv2d(weight, bias, stride=stride, padding=padding)
+    got = to_channels_first(conv(to_channels_last(x), mode=mode))
+    xt = torch.from_numpy(x)
+    if isinstance(padding, tuple):  # (top, bottom, left, right) -> F.pad's (left, right, top, bottom)
+        xt, padding = F.pad(xt, (padding[2], padding[3], padding[0], padding[1])), 0
+    want = F.conv2d(xt, torch.from_numpy(weight), torch.from_numpy(bias), stride=stride, padding=padding).numpy()
+    assert got.shape == want.shape
+    assert rel_err(got, want) <= 1e-5
+
+
+def test_exact_conv2d_bits_do_not_depend_on_tiles_or_batch():
+    x, weight, bias = rng_array(3, 3, 17, 13, 8), rng_array(4, 16, 8, 3, 3), rng_array(5, 16)
+    conv = Conv2d(weight, bias, padding=1)
+    whole = conv(x, mode="exact")
+    tiny_tiles = conv(x, mode="exact", tile_elements=1)
+    alone = np.concatenate([conv(x[i:i + 1], mode="exact", tile_elements=700) for i in range(3)])
+    assert whole.tobytes() == tiny_tiles.tobytes() == alone.tobytes()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_group_norm_matches_torch(mode):
+    x = rng_array(6, 2, 12, 5, 7, scale=3.0) + 2.0
+    weight, bias = rng_array(7, 12), rng_array(8, 12)
+    got = to_channels_first(group_norm(to_channels_last(x), 4, weight, bias, 1e-6, mode=mode))
+    want = F.group_norm(torch.from_numpy(x), 4, torch.from_numpy(weight), torch.from_numpy(bias), 1e-6).numpy()
+    assert rel_err(got, want) <= 1e-5
+
+
+def test_exact_group_norm_is_per_sample():
+    x = to_channels_last(rng_array(9, 3, 8, 4, 4))
+    weight, bias = np.ones(8, np.float32), np.zeros(8, np.float32)
+    batch = group_norm(x, 2, weight, bias, 1e-5, mode="exact")
+    alone = np.concatenate([group_norm(x[i:i + 1], 2, weight, bias, 1e-5, mode="exact") for i in range(3)])
+    assert batch.tobytes() == alone.tobytes()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_silu_and_quick_gelu_match_torch(mode):
+    x = rng_array(10, 1000, scale=6.0)
+    assert rel_err(ops.silu(x, mode=mode), F.silu(torch.from_numpy(x)).numpy()) <= 1e-6
+    xt = torch.from_numpy(x)
+    assert rel_err(ops.quick_gelu(x, mode=mode), (xt * torch.sigmoid(1.702 * xt)).numpy()) <= 1e-6
+
+
+def test_upsample_nearest2x_matches_torch():
+    x = rng_array(11, 2, 3, 4, 5)
+    want = F.interpolate(torch.from_numpy(x), scale_factor=2.0, mode="nearest").numpy()
+    assert np.array_equal(to_channels_first(upsample_nearest2x(to_channels_last(x))), want)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_attention_matches_torch(mode):
+    q, k, v = rng_array(12, 2, 37, 24), rng_array(13, 2, 11, 24), rng_array(14, 2, 11, 24)
+
+    def heads(t):
+        return torch.from_numpy(t).reshape(2, -1, 3, 8).transpose(1, 2)
+
+    want = F.scaled_dot_product_attention(heads(q), heads(k), heads(v)).transpose(1, 2).reshape(2, 37, 24).numpy()
+    assert rel_err(attention(q, k, v, 3, mode=mode), want) <= 1e-5
+
+
+def test_exact_attention_bits_do_not_depend_on_chunks_or_batch():
+    q, k, v = rng_array(15, 2, 64, 16), rng_array(16, 2, 64, 16), rng_array(17, 2, 64, 16)
+    whole = attention(q, k, v, 2, mode="exact")
+    chunked = attention(q, k, v, 2, mode="exact", score_elements=1)
+    alone = np.concatenate([attention(q[i:i + 1], k[i:i + 1], v[i:i + 1], 2, mode="exact", score_elements=900)
+                            for i in range(2)])
+    assert whole.tobytes() == chunked.tobytes() == alone.tobytes()

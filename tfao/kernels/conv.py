@@ -1,0 +1,144 @@
+"""Image-network primitives on channels-last tensors [N, H, W, C], in both math modes: 2-D convolution on the
+exact GEMM, group norm, nearest upsampling and multi-head attention with query chunking.
+
+Tiles and chunks only bound memory; they never change bits. A convolution's GEMM row is one output pixel's
+patch, quantized on its own (``ops.Linear``), so a pixel's result depends on its patch alone whatever the tile.
+An attention chunk is a set of whole query rows, and the keys and values are quantized per key and per
+channel over all keys, so a query's result does not depend on which chunk holds it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from . import ops
+from .reductions import tree_sum
+from .transcendentals import as64
+
+_TILE_ELEMENTS = 1 << 22  # patch-matrix entries per convolution tile (32 MiB as float64)
+_SCORE_ELEMENTS = 1 << 22  # attention scores per query chunk
+
+
+class Conv2d:
+    """``conv2d(x, weight) + bias`` for channels-last ``x`` [N, H, W, C]; ``weight`` is [out, in, kh, kw] as
+    checkpoints store it. ``padding`` is one int or (top, bottom, left, right) zero padding."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray | None = None, stride: int = 1,
+                 padding: int | tuple[int, int, int, int] = 0):
+        out_channels, in_channels, kh, kw = weight.shape
+        self.in_channels, self.out_channels, self.kernel = in_channels, out_channels, (kh, kw)
+        self.stride = stride
+        self.padding = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
+        # GEMM columns in the checkpoint's (channel, dy, dx) order: the weight stays a view of the mapped file
+        self.linear = ops.Linear(np.asarray(weight).reshape(out_channels, in_channels * kh * kw), bias)
+
+    def _pointwise(self) -> bool:
+        return self.kernel == (1, 1) and self.stride == 1 and self.padding == (0, 0, 0, 0)
+
+    def __call__(self, x: np.ndarray, mode: str | None = None, tile_elements: int = _TILE_ELEMENTS) -> np.ndarray:
+        if x.shape[-1] != self.in_channels:
+            raise ValueError(f"conv2d expects {self.in_channels} input channels, got {x.shape[-1]}")
+        if self._pointwise():
+            return self.linear(x, mode=mode)
+        top, bottom, left, right = self.padding
+        (kh, kw), stride = self.kernel, self.stride
+        padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))  # [N, H + pads, W + pads, C]
+        windows = sliding_window_view(padded, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]  # [N, H', W', C, kh, kw], a view
+        batch, out_h, out_w = windows.shape[:3]
+        out = np.empty((batch, out_h, out_w, self.out_channels), dtype=np.float32)
+        rows = max(1, tile_elements // (out_w * self.linear.in_features))
+        for n in range(batch):
+            for y0 in range(0, out_h, rows):
+                patches = windows[n, y0:y0 + rows].reshape(-1, out_w, self.linear.in_features)  # [rows, W', C kh kw], a copy
+                out[n, y0:y0 + rows] = self.linear(patches, mode=mode)  # [rows, W', out]
+        return out
+
+
+def group_norm(x: np.ndarray, groups: int, weight: np.ndarray, bias: np.ndarray, eps: float,
+               mode: str | None = None) -> np.ndarray:
+    """GroupNorm of channels-last ``x`` [N, H, W, C] (biased variance over each group's pixels and channels)."""
+    batch, height, width, channels = x.shape
+    if channels % groups:
+        raise ValueError(f"{channels} channels do not split into {groups} groups")
+    grouped = x.reshape(batch, height * width, groups, channels // groups)  # [N, HW, G, C/G]
+    count = height * width * (channels // groups)
+    gamma = np.asarray(weight).reshape(groups, -1)
+    beta = np.asarray(bias).reshape(groups, -1)
+    if ops.resolve_mode(mode) == "fast":
+        mean = grouped.mean(axis=(1, 3), keepdims=True)
+        centred = grouped - mean
+        var = np.mean(centred * centred, axis=(1, 3), keepdims=True)
+        return (centred / np.sqrt(var + np.float32(eps)) * gamma + beta).reshape(x.shape)
+    out = np.empty(x.shape, dtype=np.float32)
+    for n in range(batch):  # one sample at a time: float64 temporaries stay one image large
+        sample = as64(grouped[n])  # [HW, G, C/G]
+        mean = tree_sum(tree_sum(sample, axis=-1), axis=0) / count  # [G], in a fixed order
+        sample -= mean[:, None]
+        var = tree_sum(tree_sum(sample * sample, axis=-1), axis=0) / count  # [G]
+        sample /= np.sqrt(var + eps)[:, None]
+        sample *= gamma
+        sample += beta
+        out[n] = sample.reshape(height, width, channels)
+    return out
+
+
+def upsample_nearest2x(x: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour upsampling by 2 of channels-last ``x``: [N, H, W, C] -> [N, 2H, 2W, C]."""
+    return x.repeat(2, axis=1).repeat(2, axis=2)
+
+
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int, mode: str | None = None,
+              score_elements: int = _SCORE_ELEMENTS) -> np.ndarray:
+    """Multi-head scaled dot-product attention, no mask: ``q`` [N, Tq, D], ``k``/``v`` [N, Tk, D] -> [N, Tq, D].
+
+    Queries are processed in chunks so that the scores of one chunk hold about ``score_elements`` entries.
+    """
+    batch, queries, dim = q.shape
+    keys = k.shape[1]
+    if dim % heads:
+        raise ValueError(f"width {dim} does not split into {heads} heads")
+    head_dim = dim // heads
+
+    def split_heads(x):
+        return x.reshape(batch, -1, heads, head_dim).transpose(0, 2, 1, 3)  # [N, h, T, d]
+
+    q, k_t, v = split_heads(q), split_heads(k).transpose(0, 1, 3, 2), split_heads(v)  # k_t [N, h, d, Tk]
+    scale = np.float32(1.0 / math.sqrt(head_dim))
+    out = np.empty((batch, heads, queries, head_dim), dtype=np.float32)
+    rows = max(1, score_elements // (batch * heads * keys))
+    for start in range(0, queries, rows):
+        scores = ops.matmul(q[:, :, start:start + rows], k_t, mode=mode)  # [N, h, rows, Tk]
+        scores *= scale
+        probs = ops.softmax(scores, mode=mode)
+        out[:, :, start:start + rows] = ops.matmul(probs, v, mode=mode)  # [N, h, rows, d]
+    return out.transpose(0, 2, 1, 3).reshape(batch, queries, dim)  # [N, Tq, D]
+
+
+def to_channels_last(x: np.ndarray) -> np.ndarray:
+    """[N, C, H, W] -> [N, H, W, C] float32."""
+    return np.ascontiguousarray(np.asarray(x, dtype=np.float32).transpose(0, 2, 3, 1))
+
+
+def to_channels_first(x: np.ndarray) -> np.ndarray:
+    """[N, H, W, C] -> [N, C, H, W]."""
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def geglu(x: np.ndarray, mode: str | None = None) -> np.ndarray:
+    """GEGLU's gate: the first half of the last axis times the exact GELU of the second half: [..., 2I] -> [..., I]."""
+    hidden, gate = np.split(x, 2, axis=-1)
+    return hidden * ops.gelu(gate, mode=mode)
+
+
+class GroupNorm:
+    """A GroupNorm layer with its affine parameters; ``silu=True`` applies SiLU after it (ResNet blocks do)."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, groups: int, eps: float):
+        self.weight, self.bias, self.groups, self.eps = weight, bias, groups, eps
+
+    def __call__(self, x: np.ndarray, mode: str | None = None, silu: bool = False) -> np.ndarray:
+        y = group_norm(x, self.groups, self.weight, self.bias, self.eps, mode=mode)
+        return ops.silu(y, mode=mode) if silu else y
