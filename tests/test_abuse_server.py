@@ -92,6 +92,26 @@ def test_idle_connections_are_closed(served):
         connection.close()
 
 
+def test_a_request_head_that_trickles_in_is_cut_off(served):
+    _, url, address = served
+    slow = socket.create_connection(address)
+    slow.settimeout(0.1)
+    started, closed = time.monotonic(), False
+    for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+        try:
+            slow.sendall(bytes([byte]))
+            closed = slow.recv(1) == b""
+        except TimeoutError:
+            pass
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+        if closed:
+            break
+    slow.close()
+    assert closed and time.monotonic() - started < IDLE + 3
+    assert httpx.get(url + "/", timeout=10).status_code == 200  # whole requests are still served
+
+
 def test_connections_past_the_cap_are_closed_at_once(served):
     _, url, address = served
     idle = [socket.create_connection(address) for _ in range(MAX_CONNECTIONS + 5)]

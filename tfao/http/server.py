@@ -570,11 +570,13 @@ def bind(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
 
 
 class BoundedH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 connection with two more bounds, so idle clients cannot use up descriptors:
-    one that sends nothing is closed after the keep-alive timeout (uvicorn starts that clock only
-    after a first response), and one past ``max_connections`` is closed as soon as it is accepted."""
+    """uvicorn's HTTP/1.1 connection with more bounds, so idle or slow clients cannot use up
+    descriptors: one that sends nothing is closed after the keep-alive timeout (uvicorn starts that
+    clock only after a first response), so is one whose request head is not complete by then however
+    slowly it trickles in, and one past ``max_connections`` is closed as soon as it is accepted."""
 
     max_connections = 1024
+    head_deadline: float | None = None  # when the request head being received must be complete
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -582,6 +584,16 @@ class BoundedH11Protocol(H11Protocol):
             transport.abort()
             return
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)  # stops the idle clock
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.head_deadline = None  # a request is being served
+            return
+        if self.head_deadline is None:
+            self.head_deadline = self.loop.time() + self.timeout_keep_alive
+        self._unset_keepalive_if_required()
+        self.timeout_keep_alive_task = self.loop.call_at(self.head_deadline, self.timeout_keep_alive_handler)
 
 
 def connection_cap() -> int:
