@@ -28,3 +28,4 @@ bench: $(VENV)/.test
 	$(VENV)/bin/python bench/bert.py
 	$(VENV)/bin/python bench/weave.py
 	$(VENV)/bin/python bench/node.py
+	$(VENV)/bin/python bench/memory.py

@@ -122,6 +122,22 @@ def test_now_and_slot_report_the_current_state(mainnet, pid):
     assert mainnet.http.get(f"/{pid}~process@1.0/slot/current").text == str(slot)
 
 
+def test_a_message_pushed_to_push_goes_to_its_target(mainnet, pid):
+    response = mainnet.post("/push", mainnet_message(pid, "return 'via /push'", tags=[("Action", "Eval")]))
+    assert response.status_code == 200, response.text
+    assert mainnet.result(pid, response.json()["slot"])["Output"]["data"] == "via /push"
+
+
+def test_schedule_lists_the_messages_with_their_assignments(mainnet, pid):
+    for _ in range(2):
+        mainnet.push(pid, "return 1", tags=[("Action", "Eval")])
+    page = mainnet.http.get(f"/{pid}~process@1.0/schedule", params={"limit": 2}).json()
+    assert [edge["cursor"] for edge in page["edges"]] == ["0", "1"] and page["page_info"]["has_next_page"]
+    first = page["edges"][0]["node"]
+    assert first["message"]["id"] == pid
+    assert {t["name"]: t["value"] for t in first["assignment"]["tags"]}["Nonce"] == "0"
+
+
 def test_a_ping_handler_replies_to_the_sender(mainnet, pid):
     added = mainnet.eval(pid, 'Handlers.add("Ping", "Ping", function (msg) msg.reply({ Data = "Pong" }) end)')
     assert "Error" not in added
@@ -136,6 +152,12 @@ def test_dry_run_reads_state_from_path_tags_and_keeps_nothing(mainnet, pid):
     assert mainnet.dryrun(pid, [("Action", "Eval")], "Counter = 100; return Counter")["Output"]["data"] == "100"
     assert mainnet.dryrun(pid, [("Action", "Eval")], "return Counter")["Output"]["data"] == "7"
     assert mainnet.node.current_slot(pid) == slot
+
+
+def test_a_dry_run_item_for_another_process_is_refused(mainnet, pid):
+    other = mainnet.post(f"/{pid}~process@1.0/as=execution/compute&Action=Eval",
+                         mainnet_message(mainnet.spawn(), "return 1"))
+    assert other.status_code == 400 and "targets" in other.json()["error"]
 
 
 def test_dry_run_tags_reach_the_handlers_with_spaces_decoded(mainnet, pid):

@@ -171,3 +171,14 @@ def test_a_signed_dry_run_is_from_the_signer(mainnet, pid):  # noqa: F811
     assert owner["raw"]["Output"]["data"] == "kept"
     stranger = mainnet.http.post(path, headers=signed_headers(STRANGER, {"data": "return Secret"})).json()
     assert "kept" not in json.dumps(stranger["raw"])
+
+
+def test_a_spawn_must_be_an_ans104_item(mainnet):  # noqa: F811
+    fields = {"device": "process@1.0", "type": "Process", "module": mainnet.node.module_id}
+    response = mainnet.http.post("/push", headers=signed_headers(OWNER, fields))
+    assert response.status_code == 400 and "ANS-104" in response.json()["error"]
+
+
+def test_fields_that_cannot_be_tags_are_refused(mainnet, pid):  # noqa: F811
+    response = push(mainnet, pid, signed_headers(OWNER, {"target": pid, "action": "Eval", "note": "n" * 3500}))
+    assert response.status_code == 400 and "tag value too long" in response.json()["error"]

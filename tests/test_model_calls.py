@@ -4,6 +4,7 @@ halts end the message whatever the Lua code does, and host failures reach Lua as
 
 import logging
 
+import numpy as np
 import pytest
 
 from conftest import OfflineContext, transformers_vm
@@ -102,8 +103,6 @@ def test_input_errors_stay_catchable(tiny):
 
 
 def test_the_memo_format_round_trips():
-    import numpy as np
-
     outputs = [np.arange(3, dtype=np.float32), {"text": "é", "png": b"\x89PNG", "n": 2}]
     decoded, cost = transformers_bridge.decode_result(transformers_bridge.encode_result(outputs, 42))
     assert cost == 42 and decoded[0].tobytes() == outputs[0].tobytes() and decoded[1] == outputs[1]
@@ -131,3 +130,5 @@ def test_a_model_call_over_the_compute_limit_is_an_error_and_the_process_goes_on
     result = process.eval(f"pcall(function() {call % long_text} end) return 'swallowed'", wallet=wallets[0])
     assert result["Error"].startswith(COMPUTE_LIMIT_MESSAGE)
     assert process.eval("return 1 + 1", wallet=wallets[0])["Output"]["data"] == "2"
+    # the exact-mode weights were prepared once, into files under the node home that processes share
+    assert len(list((ao_node.home / "prepared").glob("*.int.npy"))) == 6 * 6

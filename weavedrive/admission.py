@@ -33,7 +33,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .ans104 import Signer, is_id
+from .ans104 import Signer, first_tag, is_id
 from .manifest import manifest_of
 from .store import StoredItem, WeaveStore
 
@@ -73,7 +73,7 @@ def tag_pairs(entity: dict) -> list[tuple[str, str]]:
 
 
 def _tag(entity: dict, name: str) -> str | None:
-    return next((value for tag_name, value in tag_pairs(entity) if tag_name == name), None)
+    return first_tag(tag_pairs(entity), name)
 
 
 def _tag_values(entity: dict, name: str) -> list[str]:

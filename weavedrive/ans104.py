@@ -329,18 +329,23 @@ class DataItem:
         return verify_signature(self.signature_type, self.owner, message, self.signature)
 
     def tag(self, name: str, default: str | None = None) -> str | None:
-        """Value of the first tag called exactly ``name``."""
-        for tag_name, value in self.tags:
-            if tag_name == name:
-                return value
-        return default
+        return first_tag(self.tags, name, default)
 
     def tags_dict(self) -> dict[str, str]:
-        """Tags as a dict; the first occurrence of a name wins."""
-        result: dict[str, str] = {}
-        for name, value in self.tags:
-            result.setdefault(name, value)
-        return result
+        return first_tags(self.tags)
+
+
+def first_tag(tags, name: str, default: str | None = None) -> str | None:
+    """The value of the first of the (name, value) ``tags`` called exactly ``name``."""
+    return next((value for tag_name, value in tags if tag_name == name), default)
+
+
+def first_tags(tags) -> dict[str, str]:
+    """(name, value) tags as a dict; the first occurrence of a name wins."""
+    result: dict[str, str] = {}
+    for name, value in tags:
+        result.setdefault(name, value)
+    return result
 
 
 def address_of(owner: bytes) -> str:

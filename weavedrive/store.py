@@ -38,7 +38,8 @@ from pathlib import Path
 
 from .blob import Blob
 
-from .ans104 import DataItem, InvalidDataItem, Signer, b64url_encode, parse_header, sign_stream, verify_stream
+from .ans104 import (DataItem, InvalidDataItem, Signer, b64url_encode, first_tag, first_tags, parse_header, sign_stream,
+                     verify_stream)
 
 CHUNK_SIZE = 8 * 1024 * 1024
 SORTS = {"HEIGHT_DESC": "DESC", "HEIGHT_ASC": "ASC"}
@@ -107,13 +108,10 @@ class StoredItem:
     cursor: str
 
     def tag(self, name: str, default: str | None = None) -> str | None:
-        return next((value for tag_name, value in self.tags if tag_name == name), default)
+        return first_tag(self.tags, name, default)
 
     def tags_dict(self) -> dict[str, str]:
-        result: dict[str, str] = {}
-        for name, value in self.tags:
-            result.setdefault(name, value)
-        return result
+        return first_tags(self.tags)
 
     def item_without_data(self) -> DataItem:
         return parse_header(self.header)[0]

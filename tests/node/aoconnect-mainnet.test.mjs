@@ -121,7 +121,8 @@ const env = (name) => {
 
   test('a request() signed with HTTP message signatures is a message from the signer', async () => {
     const response = await ao.request({
-      path: `/${pid}~process@1.0/push`, method: 'POST', target: pid, type: 'Message', action: 'Eval', data: 'Signed = 42'
+      path: `/${pid}~process@1.0/push`, method: 'POST', target: pid, type: 'Message', action: 'Eval',
+      data: 'Signed = 42'
     })
     assert.equal(response.status, 200, await response.clone().text())
     const { slot } = await response.json()

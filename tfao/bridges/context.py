@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Callable
 
+from weavedrive.ans104 import first_tag
 from weavedrive.blob import Blob, to_blob
 from weavedrive.store import WeaveStore
 from tfao.bridges.weavedrive import WeaveDrive
@@ -63,7 +64,7 @@ class ProcessContext:
         self.cache = InferenceCache(Path(config.home) / "inference.sqlite")
         self.prepared = PreparedStore(Path(config.home) / "prepared")
         # exact math unless the process asks otherwise: only exact results agree across machines
-        self.math_mode = next((v for k, v in config.process_tags if k == "Math-Mode"), "exact")
+        self.math_mode = first_tag(config.process_tags, "Math-Mode", "exact")
         self.message: dict = {}
         self.drive: WeaveDrive | None = None
         self._resolve_id: Callable[[str], Blob] | None = None

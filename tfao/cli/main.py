@@ -276,7 +276,7 @@ def cmd_ps(args) -> int:
     """The home's processes, or with --url this wallet's processes on that node (no message counts there)."""
     with open_node(args) as node:
         records = node.processes()
-        counts = {} if is_remote(args) else {r["id"]: node.store.message_count(r["id"]) for r in records}
+        counts = {} if is_remote(args) else {r["id"]: node.scheduled_count(r["id"]) for r in records}
     rows = [{"id": r["id"], "name": r["name"], "owner": r["owner"], "module": r["module"],
              "messages": counts.get(r["id"])} for r in records]
     if args.json:
@@ -342,11 +342,17 @@ def cmd_demo(args) -> int:
 # --------------------------------------------------------------------------------------- parser
 
 
-def home_option() -> argparse.ArgumentParser:
+def home_option(default=argparse.SUPPRESS) -> argparse.ArgumentParser:
+    """``--home``, before the command (default None) or after it (default SUPPRESS: a --home given
+    before the command is not overwritten by this one's default)."""
     parent = argparse.ArgumentParser(add_help=False)
-    # SUPPRESS: a --home given before the command is not overwritten by this one's default
-    parent.add_argument("--home", type=Path, default=argparse.SUPPRESS,
-                        help="node home folder (default: $TFAO_HOME or ~/.tfao)")
+    parent.add_argument("--home", type=Path, default=default, help="node home folder (default: $TFAO_HOME or ~/.tfao)")
+    return parent
+
+
+def tag_option() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE", help="add a tag (repeatable)")
     return parent
 
 
@@ -385,11 +391,11 @@ def package_version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfao", description="Transformers-AO: a local AO node and its tools.",
-        epilog="Output is coloured on a terminal; set NO_COLOR, or TFAO_COLOR=always|never, to change that.")
-    parser.add_argument("--home", type=Path, help="node home folder (default: $TFAO_HOME or ~/.tfao)")
+        epilog="Output is coloured on a terminal; set NO_COLOR, or TFAO_COLOR=always|never, to change that.",
+        parents=[home_option(default=None)])
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    home, remote, as_json, wallet = home_option(), remote_options(), json_option(), wallet_option()
+    home, remote, as_json, wallet, tags = home_option(), remote_options(), json_option(), wallet_option(), tag_option()
 
     def command(name, handler, help, parents=(remote,)):
         sub = commands.add_parser(name, help=help, description=help, parents=[home, *parents])
@@ -397,17 +403,15 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     process_help = "the process id"
-    spawn = command("spawn", cmd_spawn, "spawn an aos process; prints its id", (remote, wallet, as_json))
+    spawn = command("spawn", cmd_spawn, "spawn an aos process; prints its id", (remote, wallet, as_json, tags))
     spawn.add_argument("--name", help="the process's Name tag")
-    spawn.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE", help="add a tag (repeatable)")
     spawn.add_argument("--module", type=arweave_id, help="module id (default: the node's tfao module)")
     spawn.add_argument("--data", help="the process item's data (e.g. code run by On-Boot=Data)")
 
     send = command("send", cmd_send, "send a message; prints its id and the process's output",
-                   (remote, wallet, as_json))
+                   (remote, wallet, as_json, tags))
     send.add_argument("--process", required=True, type=arweave_id, metavar="PID", help=process_help)
     send.add_argument("--action", required=True, help="the Action tag")
-    send.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE", help="add a tag (repeatable)")
     send.add_argument("--data", help="message data")
 
     evaluate = command("eval", cmd_eval, "evaluate Lua in a process (an Eval message) and print the output",

@@ -18,7 +18,7 @@ import time
 
 import httpx
 
-from tfao.node.node import MODULE_FORMAT, VARIANT, ao_tags, data_or_space, first_tag, tag_list
+from tfao.protocol import MODULE_FORMAT, VARIANT, ao_tags, data_or_space, first_tag, tag_list
 from weavedrive.ans104 import sign_data_item
 from weavedrive.wallet import Wallet
 

@@ -12,6 +12,7 @@ What aoconnect's ``MODE: 'mainnet'`` (and aos 2's default mode) sends, and what 
 ``/PID~process@1.0/compute``, ``now``                  the same at the current slot
 ``/PID~process@1.0/as=execution/compute&Tag=Value``    a dry-run (tags from the path, data from the item)
 ``/PID~process@1.0/slot/current``, ``slot``            the current slot as text; ``{process, current}``
+``GET /PID~process@1.0/schedule``                      the scheduler's page of messages (as ``GET /PID``)
 =====================================================  ===============================================
 
 Every ``/PID~process@1.0/...`` route also answers as ``/PID/...``. A path segment is HyperBEAM's
@@ -283,6 +284,8 @@ class MainnetAPI:
         key = segments[0].key if segments else ""
         if key in ("push", "schedule") and request.method == "POST":
             return await self.push_message(pid, signed)
+        if key == "schedule":
+            return JSONResponse(await self.server.blocking(self.server.scheduler_page, request, pid))
         if key == "as" and segments[0].value == "execution" and len(segments) > 1 and segments[1].key == "compute":
             return await self.dryrun(pid, segments[0].params + segments[1].params + query_tags(request), signed)
         if key == "compute":
@@ -317,6 +320,8 @@ class MainnetAPI:
     async def dryrun(self, pid: str, tags: list[tuple[str, str]], signed) -> Response:
         """The dry-run's tags come from the path; data and sender from the signed item or fields."""
         if isinstance(signed, DataItem):
+            if signed.target_id not in (None, pid):
+                raise HTTPError(400, f"the dry-run item targets {signed.target_id}, not {pid}")
             owner, data, message_id = signed.owner_address, signed.data.decode("utf-8", "replace"), signed.id
         elif isinstance(signed, SignedFields):
             owner, data, message_id = signed.address, signed.fields.get("data", ""), UNSET

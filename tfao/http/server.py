@@ -62,7 +62,6 @@ from starlette.routing import Route
 from tfao.http.graphql import QueryError, run_query
 from tfao.node.node import (DEFAULT_EVAL_TIMEOUT, MAX_POSITION, MAX_PROCESSES, MAX_PROCESSES_PER_OWNER, Node,
                             NodeBusy, NodeError, NotFound, QuotaExceeded, descriptor_limit)
-from tfao.node.store import ScheduledMessage
 from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_encode, is_id
 from weavedrive.store import ItemNotFound, StoredItem, read_chunks
 from weavedrive.wallet import home_dir
@@ -196,7 +195,8 @@ def su_item(item: DataItem, *, with_data: bool) -> dict:
     return result
 
 
-def su_message(scheduled: ScheduledMessage) -> dict:
+def su_message(scheduled) -> dict:
+    """The SU form of a scheduled message (``Node.scheduled``) and its assignment."""
     return {
         "message": su_item(DataItem.parse(scheduled.item), with_data=True),
         "assignment": su_item(DataItem.parse(scheduled.assignment), with_data=False),
@@ -287,7 +287,7 @@ class NodeServer:
         return b"".join(chunks)
 
     async def known_process(self, pid: str) -> str:
-        if not await self.blocking(self.node.store.has_process, pid):
+        if not await self.blocking(self.node.has_process, pid):
             raise HTTPError(404, f"process {pid} not found on this node")
         return pid
 
@@ -357,12 +357,12 @@ class NodeServer:
 
     # ---------------------------------------------------------------- scheduler
     async def timestamp(self, request: Request) -> Response:
-        height = await self.blocking(self.node.weave.current_height)
+        height = await self.blocking(self.node.block_height)
         return JSONResponse({"timestamp": now_ms(), "block_height": f"{height:012d}"})
 
     async def process_info(self, request: Request) -> Response:
         pid = await self.known_process(checked_id(request.path_params["pid"], "process id"))
-        first = await self.blocking(self.node.store.message, pid, 0)
+        first = await self.blocking(self.node.scheduled, pid, 0)
         item = DataItem.parse(first.item)
         body = su_item(item, with_data=True)
         body = {"process_id": body.pop("id"), "block": f"{first.block_height:012d}", **body,
@@ -371,33 +371,32 @@ class NodeServer:
 
     async def latest(self, request: Request) -> Response:
         pid = await self.known_process(checked_id(request.path_params["pid"], "process id"))
-        count = await self.blocking(self.node.store.message_count, pid)
-        return JSONResponse(su_message(await self.blocking(self.node.store.message, pid, count - 1)))
+        count = await self.blocking(self.node.scheduled_count, pid)
+        return JSONResponse(su_message(await self.blocking(self.node.scheduled, pid, count - 1)))
 
     def scheduled(self, request: Request, id: str) -> dict:
         """The SU's answer for ``GET /ID``: a process's page of messages, or one scheduled message."""
-        store = self.node.store
-        if store.has_process(id):
+        if self.node.has_process(id):
             return self.scheduler_page(request, id)
         pid = request.query_params.get("process-id")
-        found = store.find_message(id, checked_id(pid, "process-id") if pid else None)
+        found = self.node.find_scheduled(id, checked_id(pid, "process-id") if pid else None)
         if found is None:
             raise HTTPError(404, f"{id} is neither a process nor a message scheduled on this node")
         return su_message(found)
 
     def scheduler_page(self, request: Request, pid: str) -> dict:
         """Messages with their assignments in nonce order; the cursor is the nonce (the SU's nonce mode)."""
-        store = self.node.store
+        node = self.node
         limit = int_param(request, "limit", SCHEDULER_PAGE, 1, MAX_SCHEDULER_PAGE)
         low = int_param(request, "from-nonce", 0)
         high = int_param(request, "to-nonce", 2**62)
         after = int_param(request, "from", None)  # timestamps: from exclusive, to inclusive
         if after is not None:
-            low = max(low, store.nonce_at_timestamp(pid, after) + 1)
+            low = max(low, node.nonce_at_timestamp(pid, after) + 1)
         until = int_param(request, "to", None)
         if until is not None:
-            high = min(high, store.nonce_at_timestamp(pid, until))
-        rows = store.messages(pid, from_nonce=low, to_nonce=high, limit=limit + 1) if low <= high else []
+            high = min(high, node.nonce_at_timestamp(pid, until))
+        rows = node.scheduled_page(pid, from_nonce=low, to_nonce=high, limit=limit + 1) if low <= high else []
         return {
             "page_info": {"has_next_page": len(rows) > limit},
             "edges": [{"cursor": str(row.nonce), "node": su_message(row)} for row in rows[:limit]],
@@ -415,20 +414,20 @@ class NodeServer:
         return await self.data(request, checked_id(request.path_params["id"]))
 
     async def tx(self, request: Request) -> Response:
-        item = await self.blocking(self.node.weave.get, checked_id(request.path_params["id"]))
+        item = await self.blocking(self.node.item, checked_id(request.path_params["id"]))
         return JSONResponse(item.tx_json())
 
     async def block(self, request: Request) -> Response:
         height = request.path_params["height"]
         if not height.isdigit() or int(height) > MAX_POSITION:
             raise HTTPError(400, f"block height must be an integer from 0 to {MAX_POSITION}, got {height[:32]!r}")
-        return JSONResponse(await self.blocking(self.node.weave.block, int(height)))
+        return JSONResponse(await self.blocking(self.node.block, int(height)))
 
     async def by_id(self, request: Request) -> Response:
         """``GET /ID``: the scheduler or the gateway, by the rule in the module docstring."""
         id = checked_id(request.path_params["id"])
         wants_scheduler = not SCHEDULER_PARAMS.isdisjoint(request.query_params.keys())
-        if not wants_scheduler and await self.blocking(self.node.weave.has, id):
+        if not wants_scheduler and await self.blocking(self.node.has_item, id):
             return await self.data(request, id)
         if request.method == "HEAD":
             raise HTTPError(404, f"item {id} is not in the local weave")
@@ -436,8 +435,8 @@ class NodeServer:
 
     async def data(self, request: Request, id: str) -> Response:
         """An item's data bytes with its Content-Type tag; single byte ranges are honoured."""
-        item: StoredItem = await self.blocking(self.node.weave.get, id)
-        blob = await self.blocking(self.node.weave.data_blob, id)  # refuses tampered files
+        item: StoredItem = await self.blocking(self.node.item, id)
+        blob = await self.blocking(self.node.item_data, id)  # refuses tampered files
         span = byte_range(request.headers.get("range"), item.size)
         start, end = span if span else (0, item.size - 1)
         length = end - start + 1
@@ -449,7 +448,7 @@ class NodeServer:
         if request.method == "HEAD":
             return Response(b"", status_code=status, headers=headers, media_type=media_type)
         if length <= INLINE_DATA:
-            content = await self.blocking(self.node.weave.read_data, id, start, length)
+            content = await self.blocking(self.node.read_item_data, id, start, length)
             return Response(content, status_code=status, headers=headers, media_type=media_type)
         return StreamingResponse(read_chunks(blob.path, start, length), status_code=status, headers=headers,
                                  media_type=media_type)

@@ -95,9 +95,9 @@ class BertModel(bert_kernel.BertModel):
         config = source.json("config.json")
         try:
             weights = Weights.load(source.local("model.safetensors"))
-        except (OSError, SourceError):
+        except SourceError:
             raise
-        except ValueError as exc:
+        except ValueError as exc:  # WeightError: name what is wrong with the file
             raise ValueError(f"cannot load the model: {exc}") from None
         return cls(config, weights, prepared)
 

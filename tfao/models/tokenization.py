@@ -6,7 +6,6 @@ models here pad each batch to its longest sequence instead and truncate to the m
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,9 +70,3 @@ def encode(tokenizer: Tokenizer, texts, pairs=None) -> Encoding:
         token_type_ids=np.array([e.type_ids for e in encodings], dtype=np.int64).reshape(len(inputs), -1),
     )
 
-
-def lowercase_from_config(tokenizer_config: bytes | str | None) -> bool:
-    """``do_lower_case`` from tokenizer_config.json (BERT's default: True)."""
-    if not tokenizer_config:
-        return True
-    return bool(json.loads(tokenizer_config).get("do_lower_case", True))

@@ -29,16 +29,15 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from tfao.bridges.context import ProcessContext
+from tfao.protocol import MODULE_FORMAT, VARIANT, ao_tags, data_or_space, tag_list
 from tfao.sandbox.host import DEFAULT_EVAL_TIMEOUT, HostConfig, HostError, Zygote
 from tfao.sandbox.aos import DEFAULT_COMPUTE_LIMIT, DEFAULT_MEMORY_LIMIT, blueprint, error_result, limits_from_tags
 from tfao.node.store import DamagedLog, NodeStore, ScheduledMessage
-from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_decode, b64url_encode, sign_data_item
+from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_decode, b64url_encode, first_tag, sign_data_item
 from weavedrive.store import WeaveStore
 from weavedrive.wallet import Wallet, default_wallet
 
-MODULE_FORMAT = "tfao-lua-5.3"
 DRYRUN_BOOT_WAIT = 300.0  # seconds a dry-run waits for a new process to evaluate its spawn message
-VARIANT = "ao.TN.1"
 # tags the messenger rewrites when it pushes an outbox message (section 1.6 of the protocol notes)
 PUSH_DROPPED_TAGS = {"Data-Protocol", "Type", "From-Process", "From-Module", "Assignments"}
 # tags that say who a message is from: only this node sets them on the items it signs
@@ -89,26 +88,6 @@ def descriptor_limit() -> int:
 def default_process_cap() -> int:
     """At most MAX_PROCESSES, and no more than 3/8 of the descriptors (each host holds 3 of the node's)."""
     return max(1, min(MAX_PROCESSES, descriptor_limit() * 3 // 8 // FDS_PER_PROCESS))
-
-
-def tag_list(tags) -> list[tuple[str, str]]:
-    """Tags from a dict, a list of pairs, or aoconnect's list of {name, value}."""
-    if tags is None:
-        return []
-    if isinstance(tags, dict):
-        return [(str(k), str(v)) for k, v in tags.items()]
-    result = []
-    for tag in tags:
-        if isinstance(tag, dict):
-            result.append((str(tag["name"]), str(tag["value"])))
-        else:
-            name, value = tag
-            result.append((str(name), str(value)))
-    return result
-
-
-def first_tag(tags: Tags, name: str, default: str | None = None) -> str | None:
-    return next((value for tag_name, value in tags if tag_name == name), default)
 
 
 def cron_interval_ms(value: str | None) -> int:
@@ -412,6 +391,47 @@ class Node:
 
     def processes(self) -> list[dict]:
         return self.store.processes()
+
+    # ------------------------------------------------------------------ queries (for the protocol adapters)
+    def has_process(self, pid: str) -> bool:
+        return self.store.has_process(pid)
+
+    def scheduled(self, pid: str, nonce: int) -> ScheduledMessage | None:
+        """The message scheduled at ``nonce`` (0: the process itself)."""
+        return self.store.message(pid, nonce)
+
+    def scheduled_count(self, pid: str) -> int:
+        return self.store.message_count(pid)
+
+    def find_scheduled(self, message_id: str, pid: str | None = None) -> ScheduledMessage | None:
+        return self.store.find_message(message_id, pid)
+
+    def scheduled_page(self, pid: str, *, from_nonce: int = 0, to_nonce: int | None = None,
+                       limit: int = 100) -> list[ScheduledMessage]:
+        return self.store.messages(pid, from_nonce=from_nonce, to_nonce=to_nonce, limit=limit)
+
+    def nonce_at_timestamp(self, pid: str, timestamp: int) -> int:
+        return self.store.nonce_at_timestamp(pid, timestamp)
+
+    def block_height(self) -> int:
+        return self.weave.current_height()
+
+    def block(self, height: int) -> dict:
+        return self.weave.block(height)
+
+    def has_item(self, id: str) -> bool:
+        return self.weave.has(id)
+
+    def item(self, id: str):
+        """A stored weave item (ItemNotFound if absent)."""
+        return self.weave.get(id)
+
+    def item_data(self, id: str):
+        """An item's data as a verified, file-backed Blob (refuses tampered files)."""
+        return self.weave.data_blob(id)
+
+    def read_item_data(self, id: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self.weave.read_data(id, offset, length)
 
     # ------------------------------------------------------------------ compute unit
     def _process_record(self, pid: str) -> tuple[DataItem, DataItem]:
@@ -717,17 +737,6 @@ def _refusal_text(exc: Exception) -> str:
 
 def _tag_objects(tags: Iterable[tuple[str, str]]) -> list[dict]:
     return [{"name": name, "value": value} for name, value in tags]
-
-
-def data_or_space(data: str | bytes) -> bytes:
-    data = data.encode() if isinstance(data, str) else bytes(data)
-    return data or b" "
-
-
-def ao_tags(user_tags: list, data, protocol_tags: list) -> list:
-    """aoconnect's tag order: caller tags, Content-Type (no data), SDK, then the protocol tags."""
-    extra = [("Content-Type", "text/plain")] if not data else []
-    return [t for t in user_tags if t[0] not in ("Variant", "Type")] + extra + [("SDK", "tfao")] + protocol_tags
 
 
 def _anchor(value) -> bytes | None:

@@ -12,6 +12,7 @@ import json
 import re
 from typing import Callable, Mapping
 
+from weavedrive.ans104 import first_tag
 from tfao.sandbox.luavm import COMPUTE_LIMIT_MESSAGE, LuaError, LuaMemoryError, LuaVM, bundled_sources
 
 DEFAULT_MEMORY_LIMIT = 1024**3  # AO's default Memory-Limit, 1 GB
@@ -59,10 +60,7 @@ def parse_compute_limit(value: str | None) -> int:
 
 def limits_from_tags(tags: list[tuple[str, str]]) -> tuple[int, int]:
     """(memory bytes, instruction budget per message) from a process's tags."""
-    first = {}
-    for name, value in tags:
-        first.setdefault(name, value)
-    return parse_memory_limit(first.get("Memory-Limit")), parse_compute_limit(first.get("Compute-Limit"))
+    return parse_memory_limit(first_tag(tags, "Memory-Limit")), parse_compute_limit(first_tag(tags, "Compute-Limit"))
 
 
 class AosProcess:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import logging
 import multiprocessing
 import os
 import pickle
@@ -43,6 +44,7 @@ from typing import Callable
 from tfao.sandbox.aos import error_result
 
 PR_SET_CHILD_SUBREAPER = 36
+log = logging.getLogger(__name__)
 DEFAULT_EVAL_TIMEOUT = 30.0  # seconds a message or dry-run may run before it ends in an Error
 # how long the node waits past the timeout for a dry-run's answer (its child may have been killed)
 DRYRUN_GRACE = 5.0
@@ -315,8 +317,9 @@ class _Holder:
         signal.setitimer(signal.ITIMER_REAL, self.eval_timeout)
         try:
             result = self.evaluate(msg, env)
-        except BaseException as exc:  # a host bug: report it as the message's error, keep the holder
-            result = error_result(f"evaluation failed: {exc}")
+        except BaseException:  # a host bug: a fixed error for the message (details in the log), keep the holder
+            log.exception("evaluating message %s failed", msg.get("Id"))
+            result = error_result("evaluation failed in the host (the node's log has the details)")
         signal.setitimer(signal.ITIMER_REAL, 0)
         size = len(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
         if size > MAX_RESULT_BYTES:  # an Error, so the child that holds it exits and its memory goes
