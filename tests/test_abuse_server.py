@@ -156,3 +156,29 @@ def test_processes_are_capped_per_owner_and_in_total(wallets):
         with pytest.raises(NodeBusy, match="at most 4 processes"):
             node.spawn(wallet=wallets[2])
         assert output(first.eval("1 + 1", wallet=wallets[0])) == "2"
+
+
+def test_waiters_past_the_total_cap_get_a_503_and_busy_dry_runs_a_503(ao_node, monkeypatch, wallets):
+    monkeypatch.setattr(server_module, "MAX_RESULT_WAITERS", 3)
+    monkeypatch.setattr("tfao.node.node.DRYRUN_QUEUE_WAIT", 0.1)
+    monkeypatch.setattr(ao_node, "dryrun_slots", threading.BoundedSemaphore(1))
+    owner = wallets[0]
+    busy = ao_node.spawn(wallet=owner)
+    busy.eval("Handlers.add('Slow', function() local t = os.clock(); while os.clock() - t < 0.3 do end end)",
+              wallet=owner)
+    slow = busy.message("Slow", wallet=owner)
+    with running(ao_node, monkeypatch) as (url, _):
+        async def attack():
+            async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+                waiting = [asyncio.create_task(http.get(f"/result/{slow}", params={"process-id": busy.id}))
+                           for _ in range(5)]
+                responses = await asyncio.gather(*waiting)
+                return [r.status_code for r in responses], responses
+        statuses, responses = asyncio.run(attack())
+        assert sorted(statuses) == [200, 200, 200, 503, 503]
+        refused = next(r for r in responses if r.status_code == 503)
+        assert refused.headers["Retry-After"] == "1" and "already waiting" in refused.json()["error"]
+        ao_node.dryrun_slots.acquire()  # a dry-run is running
+        dry = httpx.post(url + "/dry-run", params={"process-id": busy.id}, json={"Tags": []}, timeout=30)
+        ao_node.dryrun_slots.release()
+        assert dry.status_code == 503 and "dry-runs are already running" in dry.json()["error"]
