@@ -98,6 +98,13 @@ def call(context, family_name, function_name, opts) -> Metered:
     return Metered({"n": len(values), "values": values}, cost)
 
 
+def message_seed(context) -> int:
+    """The default seed of a seeded function: from the message's id, so every node draws the same numbers
+    for the same message, and two messages draw different ones."""
+    message_id = _name((getattr(context, "message", None) or {}).get("Id") or "")
+    return int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:8], "little")
+
+
 def prepare(context, task, opts) -> dict:
     """For ``transformers.pipeline``: which family and function serve ``task`` for this model, and the
     options every call passes (the model's files resolved once)."""

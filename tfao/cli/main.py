@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tfao.http import server
+from tfao.cli import maintenance
 from tfao.http.client import ClientError, RemoteNode, dryrun_body
 from tfao.cli import pipeline as pipeline_cli
 from tfao.cli import sd as sd_cli
@@ -439,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     weave_cli.register(commands)
     server.register(commands)
     sd_cli.register(commands)
+    maintenance.register(commands)
     return parser
 
 
