@@ -121,8 +121,9 @@ def pipeline_workloads(name, cache, steps, sizes):
         import diffusers
         import torch
 
-        pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, requires_safety_checker=False,
-                                                                  feature_extractor=None, tokenizer=_torch_tokenizer(folder))
+        pipe = diffusers.StableDiffusionPipeline.from_pretrained(
+            folder, safety_checker=None, requires_safety_checker=False, feature_extractor=None,
+            tokenizer=_torch_tokenizer(folder), scheduler=diffusers.PNDMScheduler.from_pretrained(folder / "scheduler"))
         pipe.set_progress_bar_config(disable=True)
 
         def run(size):
