@@ -99,8 +99,10 @@ def softmax(x: np.ndarray, axis: int = -1, where: np.ndarray | None = None, mode
         x = np.asarray(x, dtype=np.float32)
         if where is not None:
             x = np.where(where, x, np.float32(-np.inf))
-        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-        return e / np.sum(e, axis=axis, keepdims=True)
+        e = x - np.maximum.reduce(x, axis=axis, keepdims=True)
+        np.exp(e, out=e)
+        e /= np.add.reduce(e, axis=axis, keepdims=True)
+        return e
     x64 = as64(x)
     if where is not None:
         x64 = np.where(where, x64, -np.inf)
@@ -126,10 +128,16 @@ def log_softmax(x: np.ndarray, mode: str | None = None) -> np.ndarray:
 def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, mode: str | None = None) -> np.ndarray:
     """LayerNorm over the last axis (biased variance, as torch)."""
     if resolve_mode(mode) == "fast":
-        mean = x.mean(axis=-1, keepdims=True)
-        centred = x - mean
-        var = np.mean(centred * centred, axis=-1, keepdims=True)
-        return centred / np.sqrt(var + np.float32(eps)) * weight + bias
+        n = np.float32(x.shape[-1])
+        centred = x - np.add.reduce(x, axis=-1, keepdims=True) / n
+        scale = np.add.reduce(centred * centred, axis=-1, keepdims=True)  # n * variance
+        scale /= n
+        scale += np.float32(eps)
+        np.sqrt(scale, out=scale)
+        centred /= scale
+        centred *= weight
+        centred += bias
+        return centred
     x64 = as64(x)
     n = x.shape[-1]
     centred = x64 - tree_sum(x64, keepdims=True) / n
