@@ -138,9 +138,8 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, 
         centred *= weight
         centred += bias
         return centred
-    x64 = as64(x)
     n = x.shape[-1]
-    centred = x64 - tree_sum(x64, keepdims=True) / n
+    centred = np.subtract(x, tree_sum(x, keepdims=True) / n, dtype=np.float64)  # float32 x widens exactly
     var = tree_sum(centred * centred, keepdims=True) / n
     centred /= np.sqrt(var + eps)
     centred *= weight

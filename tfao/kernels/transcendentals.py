@@ -82,17 +82,21 @@ _ERF_ROWS = {dtype: np.ascontiguousarray(_ERF_COEFFS[::-1].T.astype(dtype)) for 
 
 def erf_eval(z: np.ndarray, dtype) -> np.ndarray:
     """erf by table lookup and a Horner polynomial, computed in ``dtype``."""
-    u = np.minimum(np.abs(z), _ERF_LAST) * dtype(_ERF_STEP_INV)
+    u = np.abs(z)
+    np.minimum(u, _ERF_LAST, out=u)
+    u *= dtype(_ERF_STEP_INV)
     magic, int_type = _ERF_ROUNDING[dtype]  # u <= 96: adding the magic number rounds it in either type
     shifted = u + magic
     index = shifted.view(int_type) - magic.view(int_type)
-    t = u - (shifted - magic)  # exact
+    shifted -= magic
+    u -= shifted  # exact: the offset from the centre
     coeffs = _ERF_ROWS[dtype].take(index, axis=0, mode="clip")  # [n, degree + 1]
-    result = coeffs[..., 0].copy()
-    for k in range(1, coeffs.shape[-1]):
-        result *= t
+    result = coeffs[..., 0] * u
+    result += coeffs[..., 1]
+    for k in range(2, coeffs.shape[-1]):
+        result *= u
         result += coeffs[..., k]
-    return np.copysign(result, z)
+    return np.copysign(result, z, out=result)
 
 
 def as64(x) -> np.ndarray:
