@@ -8,7 +8,11 @@ runs in its own process (see ``harness``). CLIP and VAE sides alternate; a full-
 never two at once. ``--memory`` reports peak and private memory while loading a real-size random-weight
 single file in fp32 and fp16. The random checkpoints are written once into ``--cache``.
 
-    python bench/sd.py [--repeats 3] [--512] [--memory] [--profile] [--cache DIR]
+``--components pipeline``: txt2img end to end (tokenize, CLIP, ``--steps`` UNet steps with CFG, VAE decode)
+at 256 px (``--512`` adds 512 px) from the same initial latents, tfao's StableDiffusionPipeline against
+diffusers' StableDiffusionPipeline, one side at a time; reports seconds per image and each side's peak RSS.
+
+    python bench/sd.py [--repeats 3] [--512] [--memory] [--profile] [--cache DIR] [--components pipeline --steps 20]
 """
 
 import argparse
@@ -34,6 +38,11 @@ COMPONENTS = {
     "unet": ["UNet step 256 px CFG"],
 }
 UNET_512 = "UNet step 512 px CFG"
+PROMPT = "a photo of a cat"
+
+
+def pipeline_workload(size: int, steps: int) -> str:
+    return f"txt2img {size} px {steps} steps CFG"
 
 
 def inputs(workload):
@@ -83,12 +92,83 @@ def prepare(cache: Path) -> None:
     index = {"_class_name": "StableDiffusionPipeline", "text_encoder": ["transformers", "CLIPTextModel"],
              "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}
     (folder / "model_index.json").write_text(json.dumps(index))
+    write_tokenizer(folder / "tokenizer")
     save_file({name: t.contiguous() for name, t in single.items()}, cache / "sd15-fp32.safetensors")
     save_file({name: t.half().contiguous() if t.is_floating_point() else t for name, t in single.items()},
               cache / "sd15-fp16.safetensors")
 
 
-def tfao_workloads(mode, component, cache, extra):
+def write_tokenizer(folder: Path) -> None:
+    """A CLIP-format byte-level tokenizer (the real vocabulary is not needed to time the networks)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from sd_fixtures import write_tiny_bpe
+
+    write_tiny_bpe(folder)
+    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77, "pad_token": "<|endoftext|>"}))
+
+
+def pipeline_latents(size: int):
+    import numpy as np
+
+    return np.random.default_rng(0).standard_normal((1, 4, size // 8, size // 8)).astype(np.float32)
+
+
+def pipeline_workloads(name, cache, steps, sizes):
+    folder = cache / "folder"
+    if not (folder / "tokenizer" / "vocab.json").exists():
+        write_tokenizer(folder / "tokenizer")
+    if name == "torch":
+        import diffusers
+        import torch
+
+        pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, requires_safety_checker=False,
+                                                                  feature_extractor=None, tokenizer=_torch_tokenizer(folder))
+        pipe.set_progress_bar_config(disable=True)
+
+        def run(size):
+            with torch.inference_mode():
+                pipe(PROMPT, height=size, width=size, num_inference_steps=steps, guidance_scale=7.5,
+                     latents=torch.from_numpy(pipeline_latents(size)), output_type="np")
+    else:
+        from tfao.models.stable_diffusion import StableDiffusionPipeline
+
+        pipe = StableDiffusionPipeline.from_pretrained(folder, mode=name)
+
+        def run(size):
+            pipe(PROMPT, height=size, width=size, num_inference_steps=steps, latents=pipeline_latents(size), progress=False)
+    return {pipeline_workload(size, steps): (lambda size=size: run(size)) for size in sizes}
+
+
+def _torch_tokenizer(folder):
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer(str(folder / "tokenizer" / "vocab.json"), str(folder / "tokenizer" / "merges.txt"), model_max_length=77)
+
+
+def peak_rss_gb(side) -> float:
+    """The side process's peak resident memory so far."""
+    with open(f"/proc/{side.child.pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 2**20
+
+
+def run_pipeline_bench(args) -> None:
+    sizes = [256, 512] if args.large else [256]
+    workloads = [pipeline_workload(size, args.steps) for size in sizes]
+    side_args = ["--component", "pipeline", "--cache", str(args.cache), "--steps", str(args.steps)] + (["--512"] if args.large else [])
+    medians, machines, peaks = {}, {}, {}
+    for name in ("torch", "exact", "fast"):  # full-size pipelines: one side at a time
+        side = Side(__file__, name, *side_args)
+        try:
+            medians.update(compare([side], workloads, args.repeats))
+            peaks[name] = peak_rss_gb(side)
+        finally:
+            side.close()
+        machines[name] = side.machine
+    for name, machine in machines.items():
+        print(f"{name}: {machine['cpu']}; BLAS {', '.join(machine['blas']) or '-'}; peak RSS {peaks[name]:.2f} GB")
+    print_table(f"SD1.5 txt2img end to end, random weights, median of {args.repeats} (s/image = ms / 1000)",
+                medians, "torch", workloads)
+
     from tfao.kernels.clip import CLIPTextModel
     from tfao.kernels.unet import UNet2DConditionModel
     from tfao.kernels.vae import AutoencoderKL
@@ -129,7 +209,9 @@ def torch_workloads(component, cache, extra):
     return {name: (lambda args=inputs(name): infer(args)) for name in COMPONENTS[component] + extra}
 
 
-def side_builder(name, component, cache, extra):
+def side_builder(name, component, cache, extra, steps=20):
+    if component == "pipeline":
+        return lambda: pipeline_workloads(name, cache, steps, [256, 512] if extra else [256])
     if name == "torch":
         return lambda: torch_workloads(component, cache, extra)
     return lambda: tfao_workloads(name, component, cache, extra)
@@ -139,11 +221,11 @@ def memory_report(path: Path) -> dict:
     """Load a single file (in this process) and report peak RSS and anonymous (private) memory in GB."""
     from tfao.kernels.stable_diffusion import load_single_file
 
-    load_single_file(path)
+    models = load_single_file(path)  # kept alive while its memory is measured
     with open("/proc/self/smaps_rollup") as rollup:
         fields = {line.split(":")[0]: int(line.split()[1]) for line in rollup if line.split()[-1] == "kB"}
-    return {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-            "rss_gb": fields["Rss"] / 2**20, "private_gb": fields["Anonymous"] / 2**20}
+    return {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "rss_gb": fields["Rss"] / 2**20,
+            "private_gb": fields["Anonymous"] / 2**20, "referenced_gb": models.nbytes() / 2**30}
 
 
 def fp32_weight_gb(path: Path) -> float:
@@ -161,7 +243,8 @@ def run_memory(cache: Path) -> None:
                               capture_output=True, text=True, check=True)
         report = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"  {precision}: peak RSS {report['peak_rss_gb']:.2f} GB, RSS {report['rss_gb']:.2f} GB, private "
-              f"{report['private_gb']:.2f} GB = {report['private_gb'] / size:.2f}x the fp32 weights")
+              f"{report['private_gb']:.2f} GB = {report['private_gb'] / size:.2f}x the fp32 weights "
+              f"(cache budget nbytes, exact copy included: {report['referenced_gb']:.2f} GB)")
 
 
 def profile_exact(cache: Path) -> None:
@@ -179,23 +262,27 @@ def main():
     parser.add_argument("--512", dest="large", action="store_true", help="also time the UNet at 512 px")
     parser.add_argument("--memory", action="store_true", help="report memory while loading single files")
     parser.add_argument("--profile", action="store_true", help="profile one exact-mode UNet step")
-    parser.add_argument("--components", default="clip,vae,unet")
+    parser.add_argument("--components", default="clip,vae,unet", help="any of clip, vae, unet, pipeline")
+    parser.add_argument("--steps", type=int, default=20, help="pipeline: denoising steps (default 20)")
     parser.add_argument("--side")
     parser.add_argument("--component")
     parser.add_argument("--prepare", action="store_true")
     parser.add_argument("--memory-child", type=Path)
     args = parser.parse_args()
-    extra = [UNET_512] if args.large and args.component == "unet" else []
+    extra = [UNET_512] if args.large and args.component in ("unet", "pipeline") else []
     if args.prepare:
         return prepare(args.cache)
     if args.memory_child:
         return print(json.dumps(memory_report(args.memory_child)))
     if args.side:
-        return serve_side(side_builder(args.side, args.component, args.cache, extra))
+        return serve_side(side_builder(args.side, args.component, args.cache, extra, args.steps))
     if not (args.cache / "sd15-fp16.safetensors").exists():
         args.cache.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, __file__, "--prepare", "--cache", str(args.cache)], check=True)
     for component in args.components.split(","):
+        if component == "pipeline":
+            run_pipeline_bench(args)
+            continue
         workloads = COMPONENTS[component] + ([UNET_512] if args.large and component == "unet" else [])
         side_args = ["--component", component, "--cache", str(args.cache)] + (["--512"] if args.large else [])
         medians, machines = {}, {}

@@ -8,6 +8,8 @@ import json
 
 import numpy as np
 
+from tfao.kernels.schedulers import SD15_SCHEDULER_CONFIG
+
 TINY_UNET = dict(sample_size=16, in_channels=4, out_channels=4, block_out_channels=(16, 32), layers_per_block=1,
                  down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
                  cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4)
@@ -16,8 +18,7 @@ TINY_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_chan
                 sample_size=32)
 TINY_CLIP = dict(hidden_size=16, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
                  hidden_act="quick_gelu", bos_token_id=0, eos_token_id=2)  # SD1.5's legacy special ids
-SD15_SCHEDULER = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
-                  "skip_prk_steps": True, "steps_offset": 1, "set_alpha_to_one": False, "clip_sample": False, "trained_betas": None}
+SD15_SCHEDULER = {key: value for key, value in SD15_SCHEDULER_CONFIG.items() if key != "_class_name"}
 
 
 def byte_level_alphabet() -> list[str]:
@@ -60,7 +61,7 @@ def build_reference(folder, seed=0):
                                    feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(folder / "sd", safe_serialization=True)
     # the real file's keys only: schedulers built from it take their own defaults for the rest
-    real = {"_class_name": "PNDMScheduler", "_diffusers_version": "0.6.0", **SD15_SCHEDULER}
+    real = {**SD15_SCHEDULER_CONFIG, "_diffusers_version": "0.6.0"}
     (folder / "sd" / "scheduler" / "scheduler_config.json").write_text(json.dumps(real, indent=2))
     pipe = StableDiffusionPipeline.from_pretrained(folder / "sd", safety_checker=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)

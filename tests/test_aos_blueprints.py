@@ -8,6 +8,7 @@ import pytest
 from tfao.cli.repl import bundle_lua
 from tfao.sandbox.aos import blueprint, blueprint_names
 from test_cli import make_home, tfao
+from test_repl import answer_to, repl, tmux_available  # noqa: F401  (tmux_available is a fixture)
 
 CHAT_ROUTER = "8MGp9kOU4JYxAlPT1AyL7O3cedd97y-w8X4ciBsf_Xo"
 GETTING_STARTED = "6I1JBBc9SOMtqFxlX7OoYgsMh7QeZk2fFwUCHTUqshg"
@@ -80,3 +81,22 @@ def test_tfao_eval_loads_a_blueprint(tmp_path):
     assert tfao(home, "eval", "--process", pid, "return Ticker").stdout.strip() == "PNTS"
     both = tfao(home, "eval", "--process", pid, "--blueprint", "token", "1", check=False)
     assert both.returncode != 0 and "one of them" in both.stderr
+
+
+def test_repl_loads_blueprints_and_bundled_files(tmux_available, tmp_path):  # noqa: F811
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "words.lua").write_text("return { shout = function(s) return s:upper() .. '!' end }\n")
+    (tmp_path / "main.lua").write_text("Words = require('lib.words')\n")
+    term = repl(make_home(tmp_path / "home"), "--name", "bp-repl", "--poll", "0.3")
+    try:
+        term.wait_for(r"bp-repl@.*\[Inbox:1\]>$")
+        term.type(".load-blueprint token")
+        term.wait_for(r"Loading blueprint token")
+        answer_to(term, "return Ticker", r"PNTS\n")
+        term.type(".load-blueprint nope")
+        term.wait_for(r"\.load-blueprint needs one of: ")
+        term.type(f".load {tmp_path / 'main.lua'}")
+        term.wait_for(r"with lib/words\.lua")
+        answer_to(term, "return Words.shout('hey')", r"HEY!\n")
+    finally:
+        term.close()

@@ -80,3 +80,25 @@ def test_tostring_honours_a_table_metatable_but_never_a_host_one():
     assert session.eval(code)["Output"]["data"] == "mine 42"
     bad = session.eval("return tostring(setmetatable({}, { __tostring = function() return 1 end }))")
     assert "'__tostring' must return a string" in bad["Error"]
+
+
+# shows what the state holds: the numbers of the objects built before, and the order pairs gives them
+SHOW_STATE = ("local out = {} for k, v in pairs(Kept) do out[#out + 1] = tostring(k) .. '=' .. v end "
+              "return table.concat(out, ' ')")
+
+
+def test_a_restarted_node_sees_the_same_numbers_and_order(tmp_path):
+    from tfao.node.node import Node
+    from weavedrive.wallet import premade_wallets
+
+    owner, node_wallet = premade_wallets()[0], premade_wallets()[3]
+    with Node(tmp_path, wallet=node_wallet) as node:
+        process = node.spawn(wallet=owner)
+        first = process.eval(PROGRAM, wallet=owner)["Output"]["data"]
+        before = process.eval(SHOW_STATE, wallet=owner)["Output"]["data"]
+        pid = process.id
+    with Node(tmp_path, wallet=node_wallet) as node:  # replays the log in a new OS process
+        process = node.process(pid)
+        assert process.eval(SHOW_STATE, wallet=owner)["Output"]["data"] == before
+        assert process.eval(PROGRAM, wallet=owner)["Output"]["data"] != first  # new objects, new numbers
+    assert re.search(r"table: 0x[0-9a-f]{8}=one", before), before

@@ -3,8 +3,13 @@
 import base64
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tfao.sandbox.luavm import LuaVM
 from test_aos import Aos
+
+BINT_VM = LuaVM()
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +126,24 @@ def test_package_preload_is_a_working_searcher(aos):
 
 def test_plain_and_dotted_names_reach_the_same_module(aos):
     assert out(aos, "return tostring(require('json') == require('.json'))") == "true"
+
+
+def wrap256(n: int) -> int:
+    """n as a signed 256-bit two's complement value."""
+    n &= (1 << 256) - 1
+    return n - (1 << 256) if n >> 255 else n
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(-(2**255), 2**255 - 1), st.integers(-(2**255), 2**255 - 1))
+def test_bint_256_agrees_with_python_on_random_values(a, b):
+    lua = BINT_VM.execute(
+        "local bint = require('.bint')(256) local a, b = bint('%d'), bint('%d') "
+        "local q, r = '', '' if not b:iszero() then q, r = tostring(a // b), tostring(a %% b) end "
+        "return table.concat({ tostring(a + b), tostring(a - b), tostring(a * b), q, r, tostring(a < b), "
+        "tostring(a << 7), tostring(a >> 9), tostring(a & b), tostring(a | b), tostring(a ~ b), "
+        "bint.tobase(a, 16) }, ' ')" % (a, b)).decode().split(" ")
+    expected = [wrap256(a + b), wrap256(a - b), wrap256(a * b)]
+    expected += [wrap256(a // b), a % b] if b else ["", ""]
+    expected += [str(a < b).lower(), wrap256(a << 7), (a % 2**256) >> 9, a & b, a | b, a ^ b, format(a % 2**256, "x")]
+    assert lua == [str(e) for e in expected]

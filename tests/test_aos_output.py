@@ -112,3 +112,12 @@ def test_before_a_known_handler_goes_in_front_of_it(aos):
 def test_the_spawn_message_is_in_the_inbox_after_boot(aos):
     first = aos.value("{ Inbox[1].Id, Inbox[1].Tags.Type, Inbox[1].From, #Inbox }")
     assert first == [aos.env["Process"]["Id"], "Process", OWNER, 1]
+
+
+def test_a_handler_can_json_encode_its_message(aos):
+    aos.eval('Handlers.add("echo", "Echo", function(msg) msg.reply({ Data = json.encode(msg) }) end)')
+    result = aos.send([("Action", "Echo"), ("Color", "blue")], data="hello")
+    assert "Error" not in result, result
+    echoed = json.loads(result["Messages"][0]["Data"])
+    assert echoed["Action"] == "Echo" and echoed["Tags"]["Color"] == "blue" and echoed["Data"] == "hello"
+    assert {"name": "Color", "value": "blue"} in echoed["TagArray"] and "reply" not in echoed

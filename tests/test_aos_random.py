@@ -1,8 +1,8 @@
-"""math.random as aos draws it: MT19937 seeded from the first message, one 32-bit output per draw."""
+"""math.random as aos draws it: MT19937 seeded from the first message, one 32-bit output per draw
+(aos's own vector, math.random(10) == 2, is in test_aos_suite.py)."""
 
 import math
 
-from tfao.sandbox.aos import AosProcess
 from test_aos import Aos
 
 
@@ -24,18 +24,6 @@ def mt19937(seed: int):
         y ^= (y << 7) & 0x9D2C5680
         y ^= (y << 15) & 0xEFC60000
         yield y ^ (y >> 18)
-
-
-def test_aos_test_suite_vector():
-    # aos's process/test/random.test.js: this boot message, then math.random(10) gives 2
-    process = AosProcess()
-    env = {"Process": {"Id": "AOS", "Owner": "FOOBAR", "Tags": [{"name": "Name", "value": "Thomas"}]}}
-    boot = {"Target": "AOS", "From": "FOOBAR", "Owner": "FOOBAR", "Block-Height": "999", "Id": "AOS",
-            "Module": "WOOPAWOOPA", "Tags": [{"name": "Name", "value": "Thomas"}]}
-    process.handle(boot, env)
-    draw = dict(boot, **{"Block-Height": "1000", "Id": "1234xyxfoo", "Data": "math.random(10)",
-                         "Tags": [{"name": "Action", "value": "Eval"}]})
-    assert process.handle(draw, env)["Output"]["data"] == "2"
 
 
 def test_draws_follow_the_reference_generator_and_aos_formulas():

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tfao.cli.main import build_parser
+from tfao.cli.repl import error_text
 from tfao.http.server import ServerProcess
 from test_cli import make_home, tfao
 from weavedrive.wallet import premade_wallets
@@ -114,6 +115,12 @@ def test_an_unattested_id_points_to_weave_attest(home, pid, tmp_path):
     assert tfao(home, "eval", "--process", pid, read).stdout.strip() == "hello"
 
 
+def test_the_terminal_gives_the_same_hint():
+    item = "A" * 43
+    shown = error_text(f"HALT: FILE NOT FOUND: {item} is not admissible for process {'P' * 43} at block 3")
+    assert shown.endswith(f"tfao weave attest {item}\x1b[0m")
+
+
 def test_a_timeout_says_what_becomes_of_the_message(home, pid):
     done = tfao(home, "eval", "--timeout", "0.2", "--process", pid,
                 "local x = 0; for i = 1, 3e7 do x = x + i end; return 'slow ' .. x", check=False)
@@ -157,3 +164,18 @@ def test_serve_logs_requests_at_info(tmp_path):
         _, log = server.communicate(timeout=30)
     assert re.search(r"INFO tfao.http.requests: GET /timestamp 200 \d+\.\d ms", log), log
     assert re.search(r"GET /result/x{43} 400 \d+\.\d ms", log), log
+
+
+def test_weave_import_and_attest_in_json(home, tmp_path):
+    folder = tmp_path / "tiny-model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    (folder / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+    imported = json.loads(tfao(home, "weave", "import", "--json", str(folder)).stdout)
+    assert imported["name"] == "tiny-model"
+    assert sorted(f["path"] for f in imported["files"]) == ["config.json", "vocab.txt"]
+    attested = json.loads(tfao(home, "weave", "attest", "--json", imported["manifest"]).stdout)
+    assert {a["attests"] for a in attested} == {imported["manifest"], *(f["id"] for f in imported["files"])}
+    assert all(re.fullmatch(ID, a["id"]) for a in attested)
+    missing = tfao(home, "weave", "import", str(tmp_path / "nowhere"), check=False)
+    assert missing.returncode == 1 and "is not a folder (nor a model installed from PyPI" in missing.stderr

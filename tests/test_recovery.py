@@ -5,9 +5,11 @@ Each damage case is applied to such an image or to a cleanly stopped home, then 
 """
 
 import shutil
+import sqlite3
 
 import pytest
 
+from tfao.cli.main import main
 from tfao.node.node import Node, NodeError
 
 MESSAGES = 12
@@ -28,7 +30,8 @@ def homes(tmp_path_factory, wallets):
         ids = [process.message("Eval", data=f"Count = {n}; return Count", wallet=owner) for n in range(MESSAGES)]
         process.result(ids[-1])
         shutil.copytree(live, image, ignore=shutil.ignore_patterns("node.lock"))
-    assert (live / "node.sqlite-wal").stat().st_size == 0 if (live / "node.sqlite-wal").exists() else True
+    wal = live / "node.sqlite-wal"
+    assert not wal.exists() or wal.stat().st_size == 0  # a clean stop leaves everything in node.sqlite
     return image, live, process.id, ids
 
 
@@ -99,9 +102,46 @@ def test_a_stopped_home_is_whole_without_its_wal(homes, tmp_path, wallets):
     _, stopped, pid, ids = homes
 
     def without_wal(home):
-        for name in ("node.sqlite-wal", "node.sqlite-shm"):
+        for name in ("node.sqlite-wal", "node.sqlite-shm", "weave/index.sqlite-wal", "weave/index.sqlite-shm"):
             (home / name).unlink(missing_ok=True)
 
     with Node(damaged_copy(stopped, tmp_path, without_wal), wallet=wallets[3]) as node:
         assert node.store.message_count(pid) == MESSAGES + 1
         assert output(node.process(pid).result(ids[-1])) == str(MESSAGES - 1)
+        assert all(node.weave.has(mid) for mid in ids)
+
+
+def test_tfao_check_and_backup_work_while_the_node_runs(tmp_path, wallets, capsys):
+    home, copy = tmp_path / "home", tmp_path / "backup"
+    owner = wallets[0]
+    with Node(home, wallet=wallets[3]) as node:
+        process = node.spawn(wallet=owner)
+        mid = process.message("Eval", data="Kept = 'yes'", wallet=owner)
+        process.result(mid)
+        assert main(["check", "--home", str(home)]) == 0
+        assert main(["backup", "--home", str(home), str(copy)]) == 0
+    assert "ok: the copy" in capsys.readouterr().out
+    assert not (copy / "node.sqlite-wal").exists()
+    with Node(copy, wallet=wallets[3]) as node:
+        assert output(node.process(process.id).eval("Kept", wallet=owner)) == "yes"
+    assert main(["backup", "--home", str(home), str(copy)]) == 1  # never over an existing copy
+
+
+def test_tfao_check_reports_a_short_log_a_broken_chain_and_a_missing_weave_item(homes, tmp_path, capsys):
+    image, stopped, pid, ids = homes
+    short = damaged_copy(image, tmp_path / "short", CRASH_DAMAGE["wal-truncated"][0])
+    assert main(["check", "--home", str(short)]) == 1
+    assert "but the node had acknowledged" in capsys.readouterr().err
+
+    def break_chain_and_weave(home):
+        with sqlite3.connect(home / "node.sqlite") as conn:
+            conn.execute("UPDATE messages SET hash_chain = 'x' WHERE process_id = ? AND nonce = 3", (pid,))
+        conn.close()
+        next((home / "weave" / "data").rglob(f"{ids[5]}*")).unlink()
+
+    broken = damaged_copy(stopped, tmp_path / "broken", break_chain_and_weave)
+    assert main(["check", "--home", str(broken)]) == 1
+    problems = capsys.readouterr().err
+    assert f"process {pid}: the hash chain breaks at nonce 3" in problems
+    assert "the assignment's tags do not match the log" in problems
+    assert f"the weave does not hold message {ids[5]} intact" in problems

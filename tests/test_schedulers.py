@@ -133,6 +133,8 @@ def test_names_aliases_and_errors():
     assert make_scheduler("dpm++2m_karras").config["use_karras_sigmas"] is True
     with pytest.raises(ValueError, match="unknown scheduler 'heun'.*pndm, ddim"):
         make_scheduler("heun")
+    with pytest.raises(ValueError, match="only DPM-Solver"):
+        make_scheduler("dpm++2m", {**SD15_SCHEDULER_CONFIG, "solver_order": 3})
     with pytest.raises(ValueError, match="prediction_type"):
         make_scheduler("ddim", {**SD15_SCHEDULER_CONFIG, "prediction_type": "v_prediction"})
     scheduler = make_scheduler("euler")

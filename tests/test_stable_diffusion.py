@@ -170,5 +170,20 @@ def test_clear_errors(tiny):
         pipe(3)
     with pytest.raises(ValueError, match="needs an image"):
         StableDiffusionImg2ImgPipeline.from_pretrained(tiny[1])(PROMPT)
-    with pytest.raises(ValueError, match="model_index.json"):
+    with pytest.raises(ValueError, match="not a Stable Diffusion model"):
         StableDiffusionPipeline.from_pretrained(tiny[1] / "unet")
+
+
+def test_a_single_file_gives_the_folders_images(tiny, tmp_path):
+    from safetensors.torch import save_file
+    from test_sd_loading import single_file_from
+
+    reference, folder, pipe = tiny
+    state = lambda module: {name: tensor.detach() for name, tensor in module.state_dict().items()}
+    save_file(single_file_from(state(reference.unet), state(reference.vae), state(reference.text_encoder),
+                               reference.unet.config, reference.vae.config), tmp_path / "tiny.safetensors")
+    single = StableDiffusionPipeline.from_pretrained(tmp_path / "tiny.safetensors", config=folder)
+    options = dict(height=16, width=16, num_inference_steps=2, seed=3, progress=False)
+    assert single(PROMPT, **options).pixels.tobytes() == pipe(PROMPT, **options).pixels.tobytes()
+    with pytest.raises(ValueError, match="no tokenizer"):
+        StableDiffusionPipeline.from_pretrained(tmp_path / "tiny.safetensors")

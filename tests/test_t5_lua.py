@@ -106,8 +106,19 @@ def test_pipelines_from_lua(lua, folder):
     ("prompt=P1, num_beams=2, num_return_sequences=3", "num_return_sequences"),
     ("prompt=P1, beams=2, max_new_tokens=0", "max_new_tokens must be >= 1"),
     ("prompt=P1, decode='no'", "decode must be a boolean"),
+    ("prompt=P1, num_beams='3'", "num_beams must be an integer"),
+    ("prompt=P1, temperature=true", "temperature must be a number"),
 ])
 def test_bad_options_are_clean_lua_errors(lua, opts, message):
     vm, _ = lua
     ok, err = vm.execute(f'return pcall(require("transformers").t5.generate, {{model=M, tokenizer=T, config=C, {opts}}})')
     assert ok is False and message.encode() in err, err
+
+
+def test_runaway_sizes_are_refused_before_any_work(lua):
+    vm, _ = lua
+    for opts, message in [("max_new_tokens=1000000", "exceeds T5's attention length bound"),
+                          ("num_beams=100000", "num_beams and num_return_sequences must be between 1 and 64")]:
+        ok, err = vm.execute(f'return pcall(require("transformers").t5.generate, {{model=M, tokenizer=T, config=C,'
+                             f' prompt=P1, {opts}}})')
+        assert ok is False and message.encode() in err, err

@@ -12,6 +12,8 @@ _EXPORTS = {
     "ProcessHandle": "tfao.node",
     "pipeline": "tfao.models.pipelines",
     "BertModel": "tfao.models.bert",
+    "T5ForConditionalGeneration": "tfao.models.t5",
+    "T5EncoderModel": "tfao.models.t5",
     "CLIPTextModel": "tfao.kernels.clip",
     "CLIPTextModelWithProjection": "tfao.kernels.clip",
     "UNet2DConditionModel": "tfao.kernels.unet",

@@ -74,7 +74,8 @@ def register(subparsers) -> None:
         return parser
 
     def signed(parser):
-        parser.add_argument("--wallet", type=Path, help="JWK wallet file (default: the home folder's wallet)")
+        parser.add_argument("--wallet", type=Path, metavar="FILE",
+                            help="JWK wallet file to sign with (default: the home folder's wallet.json)")
         return parser
 
     add = signed(command("add", add_files, "sign files and store them; prints their ids"))

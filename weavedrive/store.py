@@ -237,6 +237,11 @@ class WeaveStore:
             local.pid = os.getpid()
         return local.db
 
+    def checkpoint(self) -> None:
+        """Move the index's write-ahead log into its database file (a node does on a clean stop, so a
+        copy of the home is whole without the ``-wal`` file)."""
+        self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self._db()

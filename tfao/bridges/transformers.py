@@ -77,6 +77,8 @@ def call(context, family_name, function_name, opts) -> Metered:
     function = family.lua.get(function_name) if family is not None else None
     if function is None:
         raise ValueError(f"unknown function transformers.{family_name}.{function_name}")
+    if family.lua_options is not None and isinstance(opts, dict):
+        opts = family.lua_options(opts)
     source = _family_source(context, family, opts)
     if function.seeded and opts.get("seed") is None:
         opts = {**opts, "seed": message_seed(context)}

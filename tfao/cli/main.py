@@ -22,7 +22,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tfao.http import server
+from tfao.cli import maintenance
 from tfao.http.client import ClientError, RemoteNode, dryrun_body
+from tfao.cli import pipeline as pipeline_cli
+from tfao.cli import sd as sd_cli
 from tfao.cli.demo import run_demo
 from tfao.node.node import Node, NodeError, decode_cursor
 from tfao.sandbox.aos import blueprint, blueprint_names
@@ -40,7 +43,6 @@ class UsageError(Exception):
 
 
 USER_ERRORS = (UsageError, NodeError, ClientError, InvalidDataItem, TimeoutError, OSError, ValueError)
-NOT_ADMISSIBLE = re.compile(r"HALT: FILE NOT FOUND: ([A-Za-z0-9_-]{43}) is not admissible")
 
 
 # --------------------------------------------------------------------------------------- output
@@ -61,14 +63,9 @@ def emit(text: str, stream=None) -> None:
 
 
 def emit_result(result: dict, source: str | None = None) -> bool:
-    """Print a result as aos does (an error on stderr, with a hint when there is one) and the messages it
-    sends; True on success."""
+    """Print a result as aos does (an error on stderr) and the messages it sends; True on success."""
     text, ok = result_text(result, source)
     emit(text, sys.stdout if ok else sys.stderr)
-    if not ok and (unattested := NOT_ADMISSIBLE.search(str(result.get("Error")))):
-        emit(f"{GRAY}hint: {unattested[1]} is not attested for this process. If it is in the weave"
-             f" (tfao weave ls), attest it as the process's scheduler, then send again: tfao weave attest"
-             f" {unattested[1]}{RESET}", sys.stderr)
     for line in sent_lines(result):
         emit(line)
     return ok
@@ -165,12 +162,12 @@ def parse_tags(texts: list[str]) -> list[tuple[str, str]]:
     return tags
 
 
-def spawn_process(node, *, name=None, tags=(), module=None, data="", timeout=None, **signing) -> tuple[str, dict]:
+def spawn_process(node, *, name=None, tags=(), module=None, data="", timeout=None, **signer) -> tuple[str, dict]:
     """Spawn as aos does (trusting the node that pushes messages), wait for the process's first result."""
     tags = list(tags)
     if not any(tag_name == "Authority" for tag_name, _ in tags):
         tags.append(("Authority", node.scheduler() if isinstance(node, RemoteNode) else node.address))
-    spawned = node.spawn(name=name, tags=tags, module=module, data=data, **signing)
+    spawned = node.spawn(name=name, tags=tags, module=module, data=data, **signer)
     pid = spawned if isinstance(spawned, str) else spawned.id
     return pid, wait_for_result(node, pid, pid, timeout)
 
@@ -196,8 +193,8 @@ def checked_process(node, pid: str) -> str:
     return pid
 
 
-def send_eval(node, pid: str, code: str, timeout: float | None, **signing) -> tuple[str, dict]:
-    message_id = node.message(pid, data=code, tags=[("Action", "Eval")], **signing)
+def send_eval(node, pid: str, code: str, timeout: float | None, **signer) -> tuple[str, dict]:
+    message_id = node.message(pid, data=code, tags=[("Action", "Eval")], **signer)
     return message_id, wait_for_result(node, pid, message_id, timeout)
 
 
@@ -439,8 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command("demo", cmd_demo, "spawn a process on a throwaway node and show what it does", parents=())
     demo.add_argument("--persist", action="store_true", help="use the home's node (keeps the process)")
 
+    pipeline_cli.register(commands)
     weave_cli.register(commands)
     server.register(commands)
+    sd_cli.register(commands)
+    maintenance.register(commands)
     return parser
 
 

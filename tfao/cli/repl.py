@@ -32,6 +32,7 @@ ANSI_SEQUENCE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 ERROR_POSITION = re.compile(r'\[string "[A-Za-z0-9_.-]*"\]:(\d+):\s?')
 # what the aos library puts between the lines printed before an error and the error itself
 ERROR_HEADER = RED + "error:\n" + RESET
+NOT_ADMISSIBLE = re.compile(r"HALT: FILE NOT FOUND: ([A-Za-z0-9_-]{43}) is not admissible")
 DEFAULT_PROMPT = "aos> "
 CONTINUATION_PROMPT = GRAY + "...  " + RESET
 DRYRUN_MARK = RED + "*" + RESET
@@ -151,6 +152,10 @@ def error_text(error, source: str | None = None, origin: str | None = None) -> s
     source_lines = (source or "").split("\n")
     if parsed.line is not None and 1 <= parsed.line <= len(source_lines) and len(source_lines) > 1:
         shown.append(f"{BLUE}{parsed.line:>5} |{RESET} {source_lines[parsed.line - 1]}")
+    if unattested := NOT_ADMISSIBLE.search(parsed.message):
+        shown.append(f"{GRAY}hint: {unattested[1]} is not attested for this process. If it is in the weave (tfao"
+                     f" weave ls), attest it as the process's scheduler, then send again: tfao weave attest"
+                     f" {unattested[1]}{RESET}")
     return "\n".join(shown)
 
 

@@ -312,7 +312,9 @@ class MainnetAPI:
         return await self.computed(pid, slot_number(target))
 
     async def computed(self, pid: str, slot: int) -> Response:
-        result = await self.server.blocking(self.node.result_at, pid, slot, timeout=self.server.result_wait)
+        result = await self.server.wait_for_slot(pid, slot)
+        if result is None:
+            raise TimeoutError(f"slot {slot} of process {pid} has not been evaluated yet")
         return JSONResponse({"process": pid, "slot": slot, "raw": result})
 
     async def dryrun(self, pid: str, tags: list[tuple[str, str]], signed) -> Response:

@@ -213,7 +213,7 @@ class NodeServer:
         self.result_wait = result_wait
         self.limiter: anyio.CapacityLimiter | None = None
         self.result_events: dict[str, asyncio.Event] = {}  # process id -> set at its next result
-        self.waiters: collections.Counter[str] = collections.Counter()  # client address -> waiting requests
+        self.waiters: collections.Counter[str | None] = collections.Counter()  # client address -> waiting requests
 
     @asynccontextmanager
     async def lifespan(self, app):
@@ -235,12 +235,17 @@ class NodeServer:
             event.set()
 
     async def wait_for_result(self, request: Request, pid: str, message_id: str) -> dict | None:
-        """The message's result once evaluated, None after ``result_wait``; awaited, holding no thread."""
-        client = request.client.host if request.client else ""
+        """The message's result once evaluated, None after ``result_wait``."""
+        slot = await self.blocking(self.node.slot, pid, message_id)
+        return await self.wait_for_slot(pid, slot, request.client.host if request.client else "")
+
+    async def wait_for_slot(self, pid: str, slot: int, client: str | None = None) -> dict | None:
+        """The result at a slot once evaluated, None after ``result_wait``: awaited, holding no thread.
+        Waiters are capped in total and, when the client's address is given, per client."""
         if sum(self.waiters.values()) >= MAX_RESULT_WAITERS:
             raise HTTPError(503, f"{MAX_RESULT_WAITERS} requests are already waiting for results; retry later",
                             headers={"Retry-After": str(RETRY_AFTER)})
-        if self.waiters[client] >= MAX_RESULT_WAITERS_PER_CLIENT:
+        if client is not None and self.waiters[client] >= MAX_RESULT_WAITERS_PER_CLIENT:
             raise HTTPError(429, f"this client already has {MAX_RESULT_WAITERS_PER_CLIENT} requests waiting "
                                  "for results; retry later", headers={"Retry-After": str(RETRY_AFTER)})
         self.waiters[client] += 1
@@ -248,8 +253,10 @@ class NodeServer:
         try:
             while True:
                 event = self.result_events.setdefault(pid, asyncio.Event())  # before the check: no notice is missed
-                if await self.blocking(self.node.has_result, pid, message_id):
-                    return await self.blocking(self.node.result, pid, message_id, timeout=0)
+                try:
+                    return await self.blocking(self.node.result_at, pid, slot, timeout=0)
+                except TimeoutError:
+                    pass
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
@@ -562,11 +569,13 @@ def bind(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
 
 
 class BoundedH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 connection with two more bounds, so idle clients cannot use up descriptors:
-    one that sends nothing is closed after the keep-alive timeout (uvicorn starts that clock only
-    after a first response), and one past ``max_connections`` is closed as soon as it is accepted."""
+    """uvicorn's HTTP/1.1 connection with more bounds, so idle or slow clients cannot use up
+    descriptors: one that sends nothing is closed after the keep-alive timeout (uvicorn starts that
+    clock only after a first response), so is one whose request head is not complete by then however
+    slowly it trickles in, and one past ``max_connections`` is closed as soon as it is accepted."""
 
     max_connections = 1024
+    head_deadline: float | None = None  # when the request head being received must be complete
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -574,6 +583,16 @@ class BoundedH11Protocol(H11Protocol):
             transport.abort()
             return
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)  # stops the idle clock
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.head_deadline = None  # a request is being served
+            return
+        if self.head_deadline is None:
+            self.head_deadline = self.loop.time() + self.timeout_keep_alive
+        self._unset_keepalive_if_required()
+        self.timeout_keep_alive_task = self.loop.call_at(self.head_deadline, self.timeout_keep_alive_handler)
 
 
 def connection_cap() -> int:

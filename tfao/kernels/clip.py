@@ -15,6 +15,7 @@ import numpy as np
 
 from . import ops
 from .diffusers_folder import read_model_folder
+from .networks import nbytes, share_prepared
 from .weights import WeightError, Weights
 
 _TOKEN_EMBEDDING = "embeddings.token_embedding.weight"
@@ -56,7 +57,7 @@ class _EncoderLayer:
 class CLIPTextModel:
     """``model(input_ids, attention_mask=None)`` -> (last hidden state [B, T, H], pooled output [B, H])."""
 
-    def __init__(self, config: dict, weights: Weights):
+    def __init__(self, config: dict, weights: Weights, prepared: ops.PreparedStore | None = None):
         config = text_config(config)
         activation = config.get("hidden_act", "quick_gelu")
         if activation not in ops.ACTIVATIONS:
@@ -75,11 +76,15 @@ class CLIPTextModel:
         self.layers = [_EncoderLayer(tower.pp("encoder.layers").pp(i), hidden, config["intermediate_size"])
                        for i in range(config["num_hidden_layers"])]
         self.final_norm = _norm(tower, "final_layer_norm", hidden)
+        share_prepared(self, prepared)
 
     @classmethod
-    def from_pretrained(cls, folder, variant: str | None = None):
+    def from_pretrained(cls, folder, variant: str | None = None, prepared: ops.PreparedStore | None = None):
         """Load a folder holding config.json and model[.variant].safetensors."""
-        return cls(*read_model_folder(folder, "model", variant))
+        return cls(*read_model_folder(folder, "model", variant), prepared)
+
+    def nbytes(self) -> int:
+        return nbytes(self)
 
     def _attention(self, x, layer, keep, keys, mode):
         batch, length, hidden = x.shape
@@ -130,9 +135,10 @@ class CLIPTextModel:
 class CLIPTextModelWithProjection(CLIPTextModel):
     """``model(input_ids, attention_mask=None)`` -> (text embeddings [B, P], last hidden state [B, T, H])."""
 
-    def __init__(self, config: dict, weights: Weights):
-        super().__init__(config, weights)
-        self.projection = ops.Linear(weights.get("text_projection.weight", (self.config["projection_dim"], self.hidden)))
+    def __init__(self, config: dict, weights: Weights, prepared: ops.PreparedStore | None = None):
+        super().__init__(config, weights, prepared)
+        self.projection = ops.Linear(weights.get("text_projection.weight", (self.config["projection_dim"], self.hidden)),
+                                     prepared=prepared)
 
     def __call__(self, input_ids, attention_mask=None, mode: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         hidden, pooled = super().__call__(input_ids, attention_mask, mode=mode)

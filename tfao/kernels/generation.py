@@ -19,6 +19,7 @@ import numpy as np
 from . import ops
 from .random import Generator
 
+MAX_BEAMS = 64  # bounds the rows one prompt may occupy
 _BANNED = np.float32(-1.0e9)  # transformers' score for beams that must not be picked
 _GENERATION_CONFIG_KEYS = ("max_new_tokens", "max_length", "min_new_tokens", "num_beams", "length_penalty",
                            "early_stopping", "num_return_sequences", "do_sample", "temperature", "top_k", "top_p",
@@ -49,8 +50,8 @@ class GenerationSettings:
     def __post_init__(self):
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.num_beams < 1 or self.num_return_sequences < 1:
-            raise ValueError("num_beams and num_return_sequences must be >= 1")
+        if not (1 <= self.num_beams <= MAX_BEAMS and 1 <= self.num_return_sequences <= MAX_BEAMS):
+            raise ValueError(f"num_beams and num_return_sequences must be between 1 and {MAX_BEAMS}")
         if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
             raise ValueError(f"num_return_sequences ({self.num_return_sequences}) must be <= num_beams "
                              f"({self.num_beams})")
@@ -64,6 +65,19 @@ class GenerationSettings:
             raise ValueError(f"early_stopping must be true, false or 'never', got {self.early_stopping!r}")
 
 
+def check_types(options: dict) -> None:
+    """A clear error for an option of the wrong type (a boolean is not a number here)."""
+    kinds = {field.name: field.type for field in fields(GenerationSettings)} | {"max_length": "int"}
+    for name, value in options.items():
+        kind = kinds.get(name)
+        if kind == "int" and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+            raise ValueError(f"{name} must be an integer")
+        if kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
+            raise ValueError(f"{name} must be a number")
+        if kind == "bool" and not isinstance(value, bool):
+            raise ValueError(f"{name} must be a boolean")
+
+
 def settings(generation_config: dict, model_config, options: dict) -> GenerationSettings:
     """The settings of one call: the model's token ids, then generation_config.json, then ``options``."""
     names = {field.name for field in fields(GenerationSettings)}
@@ -74,7 +88,9 @@ def settings(generation_config: dict, model_config, options: dict) -> Generation
               "decoder_start_token_id": model_config.decoder_start_token_id}
     merged.update({key: generation_config[key] for key in _GENERATION_CONFIG_KEYS
                    if generation_config.get(key) is not None})
-    merged.update({key: value for key, value in options.items() if value is not None})
+    options = {key: value for key, value in options.items() if value is not None}
+    check_types(options)
+    merged.update(options)
     if isinstance(merged["eos_token_id"], list):
         merged["eos_token_id"] = merged["eos_token_id"][0]
     max_length = merged.pop("max_length", None)

@@ -90,7 +90,8 @@ _COMMON_DEFAULTS = {
     "num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear",
     "trained_betas": None, "prediction_type": "epsilon", "use_karras_sigmas": False,
 }
-_CONFIG_KEYS = set(_COMMON_DEFAULTS) | {"timestep_spacing", "steps_offset", "set_alpha_to_one", "clip_sample", "clip_sample_range"}
+_CONFIG_KEYS = set(_COMMON_DEFAULTS) | {"timestep_spacing", "steps_offset", "set_alpha_to_one", "clip_sample",
+                                        "clip_sample_range", "algorithm_type", "solver_order", "solver_type"}
 
 
 def _alphas_cumprod(config: dict) -> np.ndarray:
@@ -321,6 +322,13 @@ class DPMSolverMultistep(_SigmaScheduler):
     """DPM-Solver++ 2M (midpoint): data predictions extrapolated in log-SNR; first order at the ends."""
 
     name = "dpm++2m"
+    defaults = {**_SigmaScheduler.defaults, "algorithm_type": "dpmsolver++", "solver_order": 2, "solver_type": "midpoint"}
+
+    def __init__(self, config: dict | None = None, **overrides):
+        super().__init__(config, **overrides)
+        variant = (self.config["algorithm_type"], self.config["solver_order"], self.config["solver_type"])
+        if variant != ("dpmsolver++", 2, "midpoint"):
+            raise ValueError(f"{self.name}: only DPM-Solver++ of order 2 (midpoint) is supported, the config asks for {variant}")
 
     def _set_timesteps(self, n):
         train = self.num_train_timesteps
@@ -378,23 +386,22 @@ class DPMSolverMultistep(_SigmaScheduler):
 
 
 SCHEDULERS = {cls.name: cls for cls in (PNDM, DDIM, Euler, EulerAncestral, DPMSolverMultistep, LMS)}
-_ALIASES = {
-    "pndm": "pndm", "plms": "pndm", "ddim": "ddim", "euler": "euler", "euler_a": "euler_a", "euler-a": "euler_a",
-    "euler_ancestral": "euler_a", "dpm++2m": "dpm++2m", "dpm++_2m": "dpm++2m", "dpmpp_2m": "dpm++2m",
-    "dpm++2m_karras": "dpm++2m karras", "dpm++ 2m karras": "dpm++2m karras", "dpmpp_2m_karras": "dpm++2m karras",
-    "lms": "lms", "pndmscheduler": "pndm", "ddimscheduler": "ddim", "eulerdiscretescheduler": "euler",
+SCHEDULER_NAMES = ("pndm", "ddim", "euler", "euler_a", "dpm++2m", "dpm++2m_karras", "lms")
+_ALIASES = {  # other spellings, and the diffusers class names a scheduler_config.json holds
+    "plms": "pndm", "euler-a": "euler_a", "euler_ancestral": "euler_a", "dpmpp_2m": "dpm++2m",
+    "dpm++2m karras": "dpm++2m_karras", "dpmpp_2m_karras": "dpm++2m_karras",
+    "pndmscheduler": "pndm", "ddimscheduler": "ddim", "eulerdiscretescheduler": "euler",
     "eulerancestraldiscretescheduler": "euler_a", "dpmsolvermultistepscheduler": "dpm++2m", "lmsdiscretescheduler": "lms",
 }
-SCHEDULER_NAMES = ("pndm", "ddim", "euler", "euler_a", "dpm++2m", "dpm++2m_karras", "lms")
 
 
 def make_scheduler(name: str | None, config: dict | None = None) -> Scheduler:
     """A scheduler by name (or diffusers class name) on ``config``; ``None`` takes the config's ``_class_name``."""
     config = dict(config or SD15_SCHEDULER_CONFIG)
     key = str(name if name is not None else config.get("_class_name", "pndm")).strip().lower()
-    canonical = _ALIASES.get(key)
-    if canonical is None:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULER_NAMES)}")
-    if canonical == "dpm++2m karras":
+    key = _ALIASES.get(key, key)
+    if key == "dpm++2m_karras":
         return DPMSolverMultistep(config, use_karras_sigmas=True)
-    return SCHEDULERS[canonical](config)
+    if key not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULER_NAMES)}")
+    return SCHEDULERS[key](config)

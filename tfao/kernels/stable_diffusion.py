@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .clip import CLIPTextModel, CLIPTextModelWithProjection
 from .diffusers_folder import read_model_folder
+from .gemm import PreparedStore
 from .schedulers import SD15_SCHEDULER_CONFIG
 from .sd_single_file import (SD15_TEXT_ENCODER_CONFIG, SD15_UNET_CONFIG, SD15_VAE_CONFIG, UNET_PREFIX, SingleFileNames)
 from .unet import UNet2DConditionModel
@@ -34,6 +35,9 @@ class StableDiffusionModels:
     scheduler_config: dict
     tokenizer_folder: Path | None  # the diffusers folder's tokenizer/, when there is one
 
+    def nbytes(self) -> int:
+        return self.text_encoder.nbytes() + self.unet.nbytes() + self.vae.nbytes()
+
 
 def _text_encoder_class(index: dict) -> type[CLIPTextModel]:
     _, name = index.get("text_encoder") or (None, "CLIPTextModel")
@@ -49,21 +53,21 @@ def _read_json(path: Path) -> dict:
         raise WeightError(f"the Stable Diffusion folder has no {path.parent.name}/{path.name}") from None
 
 
-def load_folder(folder, variant: str | None = None) -> StableDiffusionModels:
+def load_folder(folder, variant: str | None = None, prepared: PreparedStore | None = None) -> StableDiffusionModels:
     """A diffusers Stable Diffusion folder; ``variant`` ("fp16") picks ``*.fp16.safetensors`` weights."""
     folder = Path(folder)
     index = _read_json(folder / "model_index.json")
     scheduler = _read_json(folder / "scheduler" / "scheduler_config.json")
     return StableDiffusionModels(
-        text_encoder=_text_encoder_class(index)(*read_model_folder(folder / "text_encoder", "model", variant)),
-        unet=UNet2DConditionModel(*read_model_folder(folder / "unet", "diffusion_pytorch_model", variant)),
-        vae=AutoencoderKL(*read_model_folder(folder / "vae", "diffusion_pytorch_model", variant)),
+        text_encoder=_text_encoder_class(index)(*read_model_folder(folder / "text_encoder", "model", variant), prepared),
+        unet=UNet2DConditionModel(*read_model_folder(folder / "unet", "diffusion_pytorch_model", variant), prepared),
+        vae=AutoencoderKL(*read_model_folder(folder / "vae", "diffusion_pytorch_model", variant), prepared),
         scheduler_config=scheduler,
         tokenizer_folder=folder / "tokenizer" if (folder / "tokenizer").is_dir() else None,
     )
 
 
-def load_single_file(path, config=None) -> StableDiffusionModels:
+def load_single_file(path, config=None, prepared: PreparedStore | None = None) -> StableDiffusionModels:
     """An original single-file checkpoint; ``config`` is a diffusers folder whose configs replace SD1.5's."""
     configs = {"text_encoder": SD15_TEXT_ENCODER_CONFIG, "unet": SD15_UNET_CONFIG, "vae": SD15_VAE_CONFIG}
     scheduler, tokenizer, index = SD15_SCHEDULER_CONFIG, None, {}
@@ -79,9 +83,9 @@ def load_single_file(path, config=None) -> StableDiffusionModels:
     weights = stored.renamed(SingleFileNames(configs["unet"], configs["vae"]))
     try:
         return StableDiffusionModels(
-            text_encoder=_text_encoder_class(index)(configs["text_encoder"], weights.pp("text_encoder")),
-            unet=UNet2DConditionModel(configs["unet"], weights.pp("unet")),
-            vae=AutoencoderKL(configs["vae"], weights.pp("vae")),
+            text_encoder=_text_encoder_class(index)(configs["text_encoder"], weights.pp("text_encoder"), prepared),
+            unet=UNet2DConditionModel(configs["unet"], weights.pp("unet"), prepared),
+            vae=AutoencoderKL(configs["vae"], weights.pp("vae"), prepared),
             scheduler_config=scheduler,
             tokenizer_folder=tokenizer,
         )
@@ -90,7 +94,7 @@ def load_single_file(path, config=None) -> StableDiffusionModels:
         raise WeightError(f"single file does not fit {which}: {error} (names as diffusers reads them)") from None
 
 
-def load(source, config=None, variant: str | None = None) -> StableDiffusionModels:
-    """A diffusers folder or a single file, by what ``source`` is."""
+def load(source, config=None, variant: str | None = None, prepared: PreparedStore | None = None) -> StableDiffusionModels:
+    """A diffusers folder or a single file, by what ``source`` is; exact-mode weights shared through ``prepared``."""
     source = Path(source)
-    return load_folder(source, variant) if source.is_dir() else load_single_file(source, config)
+    return load_folder(source, variant, prepared) if source.is_dir() else load_single_file(source, config, prepared)

@@ -324,6 +324,9 @@ class T5ForConditionalGeneration:
         """Generated ids [B * num_return_sequences, L], decoder start token first (see ``generation``)."""
         input_ids, keep = _ids_and_mask(input_ids, attention_mask)
         config = generation.settings(self.generation_defaults, self.config, options)
+        if 1 + len(decoder_prefix) + config.max_new_tokens > MAX_KEYS:
+            raise ValueError(f"max_new_tokens {config.max_new_tokens} (after {len(decoder_prefix) + 1} decoder "
+                             f"tokens) exceeds T5's attention length bound {MAX_KEYS}")
         prompt_keys = [row[mask].tobytes() for row, mask in zip(input_ids, keep)]
         state = self.start(input_ids, keep, mode=mode, use_cache=use_cache)
         return generation.generate(state, config, prompt_keys, decoder_prefix)

@@ -13,6 +13,7 @@ import numpy as np
 from . import ops
 from .conv import Conv2d, GroupNorm, attention, geglu, to_channels_first, to_channels_last, upsample_nearest2x
 from .diffusers_folder import read_model_folder
+from .networks import nbytes, share_prepared
 from .weights import WeightError, Weights
 
 _LN_10000 = 9.210340371976184  # log(10000): the timestep embedding's maximum period
@@ -149,7 +150,7 @@ def _check_supported(config: dict) -> None:
 class UNet2DConditionModel:
     """``unet(sample [N, C, H, W], timestep, encoder_hidden_states [N, S, D])`` -> noise prediction [N, C', H, W]."""
 
-    def __init__(self, config: dict, weights: Weights):
+    def __init__(self, config: dict, weights: Weights, prepared: ops.PreparedStore | None = None):
         _check_supported(config)
         self.config = config
         channels = list(config.get("block_out_channels", (320, 640, 1280, 1280)))
@@ -209,11 +210,15 @@ class UNet2DConditionModel:
         self.norm_out = load_group_norm(weights, "conv_norm_out", channels[0], groups, eps)
         self.conv_out = load_conv(weights, "conv_out", channels[0], config.get("out_channels", 4))
         self.downscale = 2 ** (levels - 1)
+        share_prepared(self, prepared)
 
     @classmethod
-    def from_pretrained(cls, folder, variant: str | None = None) -> "UNet2DConditionModel":
+    def from_pretrained(cls, folder, variant: str | None = None, prepared: ops.PreparedStore | None = None):
         """Load a diffusers ``unet/`` folder: config.json + diffusion_pytorch_model[.variant].safetensors."""
-        return cls(*read_model_folder(folder, "diffusion_pytorch_model", variant))
+        return cls(*read_model_folder(folder, "diffusion_pytorch_model", variant), prepared)
+
+    def nbytes(self) -> int:
+        return nbytes(self)
 
     def timestep_embedding(self, timesteps: np.ndarray, mode: str) -> np.ndarray:
         """Sinusoidal embedding of float32 timesteps [N] -> [N, C0], in float32 steps as diffusers computes it."""

@@ -13,6 +13,7 @@ import numpy as np
 from . import ops
 from .conv import to_channels_first, to_channels_last, upsample_nearest2x
 from .diffusers_folder import read_model_folder
+from .networks import nbytes, share_prepared
 from .unet import Attention, ResnetBlock, load_conv, load_group_norm, load_linear
 from .weights import Weights
 
@@ -104,7 +105,7 @@ class _Decoder:
 class AutoencoderKL:
     """``vae.encode(images)`` -> (mean, logvar); ``vae.decode(z)`` -> images; all [N, C, H, W]."""
 
-    def __init__(self, config: dict, weights: Weights):
+    def __init__(self, config: dict, weights: Weights, prepared: ops.PreparedStore | None = None):
         for key in ("down_block_types", "up_block_types"):
             kinds = set(config.get(key, ()))
             if kinds - {"DownEncoderBlock2D", "UpDecoderBlock2D"}:
@@ -122,11 +123,15 @@ class AutoencoderKL:
         self.quant_conv = load_linear(weights, "quant_conv", 2 * latent, 2 * latent) if config.get("use_quant_conv", True) else None
         self.post_quant_conv = load_linear(weights, "post_quant_conv", latent, latent) if config.get("use_post_quant_conv", True) else None
         self.downscale = 2 ** (len(channels) - 1)
+        share_prepared(self, prepared)
 
     @classmethod
-    def from_pretrained(cls, folder, variant: str | None = None) -> "AutoencoderKL":
+    def from_pretrained(cls, folder, variant: str | None = None, prepared: ops.PreparedStore | None = None):
         """Load a diffusers ``vae/`` folder: config.json + diffusion_pytorch_model[.variant].safetensors."""
-        return cls(*read_model_folder(folder, "diffusion_pytorch_model", variant))
+        return cls(*read_model_folder(folder, "diffusion_pytorch_model", variant), prepared)
+
+    def nbytes(self) -> int:
+        return nbytes(self)
 
     def encode(self, images, mode: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Images [N, 3, H, W] in [-1, 1] -> the latent distribution's (mean, logvar), each [N, latent, H/8, W/8]."""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tfao.kernels import ops
-from tfao.models import bert, t5
+from tfao.models import bert, stable_diffusion as sd, t5
 from tfao.models.cache import MODEL_CACHE
 from tfao.models.sources import ModelSource, SourceError
 
@@ -43,6 +43,7 @@ class Family:
     lua: Mapping[str, LuaFunction] = field(default_factory=dict)
     lua_tasks: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # task -> (function, input option)
     lua_files: Mapping[str, str] = field(default_factory=dict)  # option -> file path, for files given one by one
+    lua_options: Callable[[dict], dict] | None = None  # renames other option names (e.g. a seed project's)
 
 
 FAMILIES: dict[str, Family] = {
@@ -67,6 +68,18 @@ FAMILIES: dict[str, Family] = {
             lua={"generate": LuaFunction(t5.generate_inputs, t5.generate, t5.generate_reply, seeded=True)},
             lua_tasks=t5.LUA_TASKS,
             lua_files={"model": "model.safetensors", "tokenizer": "tokenizer.json", "config": "config.json"},
+        ),
+        Family(
+            name="sd",
+            detect=sd.detect,
+            load=lambda source, prepared: sd.StableDiffusionPipeline.from_source(source, prepared=prepared),
+            size=sd.StableDiffusionPipeline.nbytes,
+            tasks={"text-to-image": sd.TextToImage, "image-to-image": sd.ImageToImage},
+            lua={"txt2img": LuaFunction(sd.txt2img_inputs, sd.generate, sd.generate_reply, seeded=True),
+                 "img2img": LuaFunction(sd.img2img_inputs, sd.generate, sd.generate_reply, seeded=True)},
+            lua_tasks={"text-to-image": ("txt2img", "prompt"), "image-to-image": ("img2img", "image")},
+            lua_files=sd.LUA_FILES,
+            lua_options=sd.lua_options,
         ),
     ]
 }

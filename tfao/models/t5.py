@@ -15,8 +15,9 @@ from collections.abc import Mapping
 import numpy as np
 from tokenizers import Tokenizer
 
-from tfao.kernels import ops, t5 as t5_kernel
+from tfao.kernels import generation, ops, t5 as t5_kernel
 from tfao.kernels.weights import Weights
+from tfao.models.bert import _prompts, _text  # Lua's strings and lists of strings, read as BERT reads them
 from tfao.models.sources import ModelSource, SourceError, open_source
 from tfao.models.tokenization import configure, encode
 
@@ -264,27 +265,6 @@ _GENERATION_OPTIONS = ("max_new_tokens", "max_length", "min_new_tokens", "min_le
 _ALIASES = {"repeat_penalty": "repetition_penalty", "repeat_last_n": "repetition_window"}  # the seed project's names
 
 
-def _text(value, name: str) -> str:
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError(f"{name} is not valid UTF-8 text") from None
-    if isinstance(value, str):
-        return value
-    raise ValueError(f"{name} must be a string, got {type(value).__name__}")
-
-
-def _prompts(value) -> str | list[str]:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return [_text(item, "each prompt") for item in value]
-    if isinstance(value, dict) and not value:
-        return []  # an empty Lua table
-    return _text(value, "prompt")
-
-
 def _flag(opts: dict, name: str, default):
     value = opts.get(name, default)
     if value is not None and not isinstance(value, bool):
@@ -294,7 +274,8 @@ def _flag(opts: dict, name: str, default):
 
 def generate_inputs(opts: dict) -> dict:
     """What changes ``t5.generate``'s output, validated: prompts, task, decoding or embedding, every
-    generation option (the seed project's names as aliases) and the seed."""
+    generation option (the seed project's names as aliases) and the seed (inside a process the bridge
+    gives a message-derived default, so every node samples the same text)."""
     task = opts.get("task")
     task = None if task is None else _text(task, "task")
     if task is not None and task != "feature-extraction" and task not in LUA_TASKS:
@@ -309,12 +290,14 @@ def generate_inputs(opts: dict) -> dict:
     for name in (*_GENERATION_OPTIONS, *_ALIASES):
         if opts.get(name) is not None:
             options[_ALIASES.get(name, name)] = opts[name]
+    generation.check_types(options)
     if options.get("do_sample") is None and ("temperature" in options or "top_p" in options):
         options["do_sample"] = options.get("temperature", 1) != 0  # the seed sampled when given a temperature
         if options.get("temperature") == 0:
             del options["temperature"]
     decoder_prompt = opts.get("decoder_prompt")
-    inputs.update(options=options, seed=opts.get("seed"),
+    seed = opts.get("seed")
+    inputs.update(options=options, seed=seed,
                   decoder_prompt=None if decoder_prompt is None else _text(decoder_prompt, "decoder_prompt"))
     seed = inputs["seed"]
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):

@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Sequence
 from tfao.bridges.context import ProcessContext
 from tfao.protocol import MODULE_FORMAT, VARIANT, ao_tags, data_or_space, tag_list
 from tfao.sandbox.host import DEFAULT_EVAL_TIMEOUT, HostConfig, HostError, Zygote
-from tfao.sandbox.aos import blueprint, error_result, limits_from_tags
+from tfao.sandbox.aos import DEFAULT_COMPUTE_LIMIT, DEFAULT_MEMORY_LIMIT, blueprint, error_result, limits_from_tags
 from tfao.node.store import DamagedLog, NodeStore, ScheduledMessage
 from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_decode, b64url_encode, first_tag, sign_data_item
 from weavedrive.store import WeaveStore
@@ -47,6 +47,8 @@ REPLAY_BATCH = 500
 MAX_PROCESSES = 1000  # processes on one node (each runs a host: an OS process, 3 node descriptors, 2 threads)
 MAX_PROCESSES_PER_OWNER = 100  # processes one wallet may spawn (processes spawned by processes count in total only)
 FDS_PER_PROCESS = 3
+MAX_MEMORY_LIMIT = 4 * 1024**3  # the most Memory-Limit a process gets here, whatever its tags ask
+MAX_COMPUTE_LIMIT = DEFAULT_COMPUTE_LIMIT  # the most instructions per message (AO's default)
 MAX_POSITION = 2**62  # the largest nonce, timestamp or height a query may name (SQLite integers are 64-bit)
 MAX_DRYRUNS = 4  # dry-runs evaluating at once; more wait up to DRYRUN_QUEUE_WAIT, then are refused
 DRYRUN_QUEUE_WAIT = 5.0
@@ -120,10 +122,12 @@ class Node:
 
     def __init__(self, home: str | Path | None = None, *, wallet: Wallet | None = None, durable: bool | None = None,
                  eval_timeout: float = DEFAULT_EVAL_TIMEOUT, max_dryruns: int = MAX_DRYRUNS,
-                 max_processes: int | None = None, max_processes_per_owner: int = MAX_PROCESSES_PER_OWNER):
+                 max_processes: int | None = None, max_processes_per_owner: int = MAX_PROCESSES_PER_OWNER,
+                 max_memory_limit: int = MAX_MEMORY_LIMIT, max_compute_limit: int = MAX_COMPUTE_LIMIT):
         self.eval_timeout = eval_timeout
         self.max_processes = max_processes or default_process_cap()
         self.max_processes_per_owner = max_processes_per_owner
+        self.max_memory_limit, self.max_compute_limit = max_memory_limit, max_compute_limit
         self.max_dryruns = max_dryruns
         self.dryrun_slots = threading.BoundedSemaphore(max_dryruns)
         self.temporary = home is None
@@ -165,6 +169,7 @@ class Node:
             worker.join(timeout=10)
         self.zygote.close()
         self.store.close()
+        self.weave.checkpoint()
         self.lock_file.close()
         if self.temporary:
             shutil.rmtree(self.home, ignore_errors=True)
@@ -235,6 +240,7 @@ class Node:
             raise NotFound(f"module {module_id} not found on this node")
         if self.store.has_process(item.id):
             return
+        self._limits(item, self.weave.get(module_id))
         self._check_process_caps(item.owner_address)
         self._record(item)
         if conn is None:
@@ -243,6 +249,15 @@ class Node:
         else:
             self._register(conn, item, module_id)
         self._host(item.id)
+
+    def _limits(self, process_item: DataItem, module) -> tuple[int, int]:
+        """A process's (memory, instructions per message): its tags over its module's, capped at this
+        node's maximum whatever they ask for; NodeError for a limit that is no limit (0, negative, garbage)."""
+        try:
+            memory, compute = limits_from_tags(list(process_item.tags) + list(module.tags))
+        except ValueError as exc:
+            raise NodeError(f"process {process_item.id}: {exc}") from None
+        return min(memory, self.max_memory_limit), min(compute, self.max_compute_limit)
 
     def _check_process_caps(self, owner: str) -> None:
         if self.store.process_count() >= self.max_processes:
@@ -451,7 +466,10 @@ class Node:
 
     def _start(self, pid: str) -> None:
         process_item, module = self._process_record(pid)
-        memory, compute = limits_from_tags(list(process_item.tags) + list(module.tags))
+        try:
+            memory, compute = self._limits(process_item, module)
+        except NodeError:  # accepted before its limits were checked: it runs with the defaults
+            memory, compute = min(DEFAULT_MEMORY_LIMIT, self.max_memory_limit), self.max_compute_limit
         host = self.zygote.spawn(HostConfig(
             process_id=pid, process_owner=process_item.owner_address, process_tags=list(process_item.tags),
             module_id=module.id, module_owner=module.owner_address, module_tags=list(module.tags),
@@ -593,10 +611,6 @@ class Node:
                     raise TimeoutError(f"slot {slot} of process {pid} has not been evaluated yet")
                 self.changed.wait(remaining)
         return row.result
-
-    def has_result(self, pid: str, message_id: str) -> bool:
-        """Whether a scheduled message has been evaluated (NotFound if it is not scheduled there)."""
-        return self.store.result(pid, self._nonce_of(pid, message_id).nonce) is not None
 
     def results(self, pid: str, *, from_: str | None = None, to: str | None = None, sort: str = "ASC",
                 limit: int = 25) -> dict:

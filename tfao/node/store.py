@@ -141,7 +141,7 @@ class NodeStore:
         self.write_lock = threading.RLock()
         check_log_on_disk(self.path, self.head_path)
         self._conn().executescript(SCHEMA)
-        self.head = os.open(self.head_path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.head: int | None = os.open(self.head_path, os.O_RDWR | os.O_CREAT, 0o644)
         self.scheduled = False  # whether the open transaction added messages
         self._write_head()
 
@@ -152,10 +152,13 @@ class NodeStore:
     def close(self) -> None:
         """Checkpoint the WAL into the database (a stopped home is whole without it) and close."""
         with self.write_lock:
+            if self.head is None:  # closed already
+                return
             self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._write_head()
             os.fsync(self.head)
             os.close(self.head)
+            self.head = None
             for conn in self.connections:
                 conn.close()
             self.connections.clear()

@@ -18,7 +18,7 @@ from tfao.sandbox.luavm import COMPUTE_LIMIT_MESSAGE, LuaError, LuaMemoryError, 
 DEFAULT_MEMORY_LIMIT = 1024**3  # AO's default Memory-Limit, 1 GB
 DEFAULT_COMPUTE_LIMIT = 9_000_000_000_000  # AO's default Compute-Limit
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|kib|mib|gib|tib)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*-?\s*(b|kb|mb|gb|tb|kib|mib|gib|tib)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
           "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
 
@@ -40,20 +40,22 @@ def parse_memory_limit(value: str | None) -> int:
     """``Memory-Limit`` tag value ("1-gb", "4gb", "500mb", "1073741824") -> bytes."""
     if not value:
         return DEFAULT_MEMORY_LIMIT
-    match = _SIZE.match(value.replace("-", ""))
+    match = _SIZE.match(value)
     if not match:
-        raise ValueError(f"invalid Memory-Limit {value!r}")
+        raise ValueError(f"invalid Memory-Limit {value[:64]!r}: expected a size such as 1-gb, 512-mb or 1073741824")
     number, unit = match.groups()
-    return int(float(number) * _UNITS[(unit or "b").lower()])
+    size = int(float(number) * _UNITS[(unit or "b").lower()])
+    if size <= 0:
+        raise ValueError(f"invalid Memory-Limit {value[:64]!r}: a process needs more than 0 bytes")
+    return size
 
 
 def parse_compute_limit(value: str | None) -> int:
     if not value:
         return DEFAULT_COMPUTE_LIMIT
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"invalid Compute-Limit {value!r}") from None
+    if not value.strip().isdigit() or int(value) <= 0:
+        raise ValueError(f"invalid Compute-Limit {value[:64]!r}: expected a positive number of instructions")
+    return int(value)
 
 
 def limits_from_tags(tags: list[tuple[str, str]]) -> tuple[int, int]:

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 DEFAULT_EVAL_TIMEOUT = 30.0  # seconds a message or dry-run may run before it ends in an Error
 # how long the node waits past the timeout for a dry-run's answer (its child may have been killed)
 DRYRUN_GRACE = 5.0
+MAX_RESULT_BYTES = 16 * 2**20  # one message's result (pickled) at most
 
 
 @dataclass
@@ -320,6 +321,10 @@ class _Holder:
             log.exception("evaluating message %s failed", msg.get("Id"))
             result = error_result("evaluation failed in the host (the node's log has the details)")
         signal.setitimer(signal.ITIMER_REAL, 0)
+        size = len(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+        if size > MAX_RESULT_BYTES:  # an Error, so the child that holds it exits and its memory goes
+            return error_result(f"the message's result is {size} bytes, more than this node's limit of "
+                                f"{MAX_RESULT_BYTES} (Output, Messages and Spawns together)")
         return result
 
     def fork_dryrun(self, rid: int, msg: dict, env: dict) -> None:

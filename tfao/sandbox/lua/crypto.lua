@@ -1,7 +1,11 @@
--- Message digests, as aos's `.crypto` module offers them: crypto.digest.NAME(input) with NAME one of
--- md5, sha1, sha2_256, sha2_512, sha3_256, sha3_512, keccak256, keccak512. The input is a string
--- or a byte stream (crypto.utils.stream.fromString(s)); the result has asBytes() (a table of
--- bytes), asHex() (lower case), asString() (the raw bytes) and asBase64().
+-- Digests, MACs and key derivation, as aos's `.crypto` module offers them.
+--
+-- crypto.digest.NAME(input) with NAME one of md5, sha1, sha2_256, sha2_512, sha3_256, sha3_512,
+-- keccak256, keccak512, and blake2b(input[, outlen = 64[, key]]); crypto.mac.createHmac(data, key
+-- [, "sha1" | "sha256"]) (aos's HMAC, see below); crypto.kdf.pbkdf2(password, salt, iterations,
+-- length[, "sha1" | "sha256"]). Inputs are strings, byte streams
+-- (crypto.utils.stream.fromString(s)) or, for keys, byte arrays; each result has asBytes() (a table
+-- of bytes), asHex() (lower case), asString() (the raw bytes) and asBase64().
 --
 -- Pure Lua on 32- and 64-bit integer arithmetic, so a digest costs compute like any other code
 -- and is the same everywhere. keccak256/512 are the original Keccak (padding 0x01, as Ethereum
@@ -217,12 +221,14 @@ local K512 = {
   0x4cc5d4becb3e42b6, 0x597f299cfc657e2a, 0x5fcb6fab3ad6faec, 0x6c44198c4a475817,
 }
 
+local H512_IV = {
+  0x6a09e667f3bcc908, 0xbb67ae8584caa73b, 0x3c6ef372fe94f82b, 0xa54ff53a5f1d36f1,
+  0x510e527fade682d1, 0x9b05688c2b3e6c1f, 0x1f83d9abfb41bd6b, 0x5be0cd19137e2179,
+}
+
 local function sha2_512(message)
   message = md_padded(message, 128, 16)
-  local h = {
-    0x6a09e667f3bcc908, 0xbb67ae8584caa73b, 0x3c6ef372fe94f82b, 0xa54ff53a5f1d36f1,
-    0x510e527fade682d1, 0x9b05688c2b3e6c1f, 0x1f83d9abfb41bd6b, 0x5be0cd19137e2179,
-  }
+  local h = table.move(H512_IV, 1, 8, 1, {})
   for offset = 1, #message, 128 do
     local w = { unpack(rep(">i8", 16), message, offset) }
     for t = 17, 80 do
@@ -307,6 +313,95 @@ local function sponge(rate, suffix, out_bytes)
   end
 end
 
+-- BLAKE2b (RFC 7693): 64-bit words, up to 64 output bytes, optional key of up to 64 bytes --------
+
+local BLAKE2B_SIGMA = {
+  { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 },
+  { 14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3 },
+  { 11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4 },
+  { 7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8 },
+  { 9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13 },
+  { 2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9 },
+  { 12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11 },
+  { 13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10 },
+  { 6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5 },
+  { 10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0 },
+}
+
+local function blake2b_compress(h, block, counter, last)
+  local m = { unpack(rep("<i8", 16), block) }
+  local v = {}
+  for i = 1, 8 do v[i], v[i + 8] = h[i], H512_IV[i] end
+  v[13] = v[13] ~ counter
+  if last then v[15] = ~v[15] end
+  local function mix(a, b, c, d, x, y)
+    v[a] = v[a] + v[b] + x; v[d] = rotr64(v[d] ~ v[a], 32)
+    v[c] = v[c] + v[d]; v[b] = rotr64(v[b] ~ v[c], 24)
+    v[a] = v[a] + v[b] + y; v[d] = rotr64(v[d] ~ v[a], 16)
+    v[c] = v[c] + v[d]; v[b] = rotr64(v[b] ~ v[c], 63)
+  end
+  for round = 0, 11 do
+    local s = BLAKE2B_SIGMA[round % 10 + 1]
+    mix(1, 5, 9, 13, m[s[1] + 1], m[s[2] + 1]); mix(2, 6, 10, 14, m[s[3] + 1], m[s[4] + 1])
+    mix(3, 7, 11, 15, m[s[5] + 1], m[s[6] + 1]); mix(4, 8, 12, 16, m[s[7] + 1], m[s[8] + 1])
+    mix(1, 6, 11, 16, m[s[9] + 1], m[s[10] + 1]); mix(2, 7, 12, 13, m[s[11] + 1], m[s[12] + 1])
+    mix(3, 8, 9, 14, m[s[13] + 1], m[s[14] + 1]); mix(4, 5, 10, 15, m[s[15] + 1], m[s[16] + 1])
+  end
+  for i = 1, 8 do h[i] = h[i] ~ v[i] ~ v[i + 8] end
+end
+
+local function blake2b(message, out_bytes, key)
+  out_bytes, key = out_bytes or 64, key or ""
+  assert(math.type(out_bytes) == "integer" and out_bytes >= 1 and out_bytes <= 64, "blake2b: outlen must be 1..64")
+  assert(#key <= 64, "blake2b: the key is at most 64 bytes")
+  local h = table.move(H512_IV, 1, 8, 1, {})
+  h[1] = h[1] ~ 0x01010000 ~ (#key << 8) ~ out_bytes
+  if #key > 0 then message = key .. rep("\0", 128 - #key) .. message end
+  local blocks = math.max(1, (#message + 127) // 128)
+  for i = 1, blocks do
+    local block = message:sub(128 * (i - 1) + 1, 128 * i)
+    local last = i == blocks
+    blake2b_compress(h, block .. rep("\0", 128 - #block), last and #message or 128 * i, last)
+  end
+  return pack(rep("<i8", 8), table.unpack(h)):sub(1, out_bytes)
+end
+
+-- HMAC and PBKDF2 over sha1 and sha256 --------------------------------------------------------
+
+local HMAC_DIGESTS = { sha1 = sha1, sha256 = sha2_256 }
+
+local function bytes_of(value)
+  if type(value) == "table" then return array.toString(value) end
+  return input_bytes(value)
+end
+
+-- the HMAC construction with the key padded (or hashed) to `block` bytes
+local function hmac(message, key, algorithm, block)
+  local hash = HMAC_DIGESTS[algorithm or "sha1"]
+  if not hash then error("Unsupported algorithm: " .. tostring(algorithm), 3) end
+  if #key > block then key = hash(key) end
+  key = key .. rep("\0", block - #key)
+  local inner = key:gsub(".", function(c) return char(byte(c) ~ 0x36) end)
+  local outer = key:gsub(".", function(c) return char(byte(c) ~ 0x5c) end)
+  return hash(outer .. hash(inner .. message))
+end
+
+-- PBKDF2 (RFC 8018) with RFC 2104 HMAC (64-byte blocks)
+local function pbkdf2(password, salt, iterations, key_length, algorithm)
+  local out, length, index = {}, 0, 1
+  while length < key_length do
+    local u = hmac(salt .. pack(">I4", index), password, algorithm, 64)
+    local block = { byte(u, 1, -1) }
+    for _ = 2, iterations do
+      u = hmac(u, password, algorithm, 64)
+      for i = 1, #block do block[i] = block[i] ~ byte(u, i) end
+    end
+    out[#out + 1] = char(table.unpack(block))
+    length, index = length + #u, index + 1
+  end
+  return table.concat(out):sub(1, key_length)
+end
+
 local function digest(fn)
   return function(input) return digest_result(fn(input_bytes(input))) end
 end
@@ -323,6 +418,21 @@ local crypto = {
     sha3_512 = digest(sponge(72, 0x06, 64)),
     keccak256 = digest(sponge(136, 0x01, 32)),
     keccak512 = digest(sponge(72, 0x01, 64)),
+    blake2b = function(input, out_bytes, key) return digest_result(blake2b(input_bytes(input), out_bytes, key)) end,
+  },
+  mac = {
+    _version = "0.0.1",
+    -- as aos computes it: the key is padded to 32 bytes, not to the digest's 64-byte block, so the
+    -- values are not RFC 2104's
+    createHmac = function(data, key, algorithm)
+      return digest_result(hmac(bytes_of(data), bytes_of(key), algorithm, 32))
+    end,
+  },
+  kdf = {
+    _version = "0.0.1",
+    pbkdf2 = function(password, salt, iterations, key_length, algorithm)
+      return digest_result(pbkdf2(bytes_of(password), bytes_of(salt), iterations, key_length, algorithm))
+    end,
   },
   utils = { _version = "0.0.1", stream = stream, hex = hex, array = array },
 }

@@ -1,0 +1,42 @@
+"""``tfao sd``: writes the pipeline's deterministic PNG, img2img with --image, several images, clear errors."""
+
+import pytest
+
+pytest.importorskip("diffusers")
+
+from sd_fixtures import build_reference
+from tfao.cli.main import main
+from tfao.models.stable_diffusion import StableDiffusionPipeline
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = build_reference(tmp_path_factory.mktemp("tiny-sd-cli"))[1]
+    return folder, StableDiffusionPipeline.from_pretrained(folder)
+
+
+def test_sd_writes_the_pipelines_png(tiny, tmp_path, capsys):
+    folder, pipe = tiny
+    out = tmp_path / "cat.png"
+    code = main(["sd", "a photo of a cat", "-o", str(out), "--model", str(folder), "--steps", "2", "--seed", "1",
+                 "--height", "16", "--width", "24", "--scheduler", "euler", "--negative", "dog"])
+    assert code == 0
+    expected = pipe("a photo of a cat", negative_prompt="dog", num_inference_steps=2, seed=1, height=16, width=24,
+                    scheduler="euler", progress=False)
+    assert out.read_bytes() == expected.png()
+    assert f"wrote {out} (seed 1)" in capsys.readouterr().out
+
+    edited = tmp_path / "edited.png"
+    assert main(["sd", "a dog", "-o", str(edited), "--model", str(folder), "--image", str(out), "--strength", "0.5",
+                 "--steps", "4", "--seed", "2", "--num", "2"]) == 0
+    expected = pipe("a dog", image=expected.images[0], strength=0.5, num_inference_steps=4, seed=2, num_images_per_prompt=2,
+                    progress=False)
+    assert [(tmp_path / f"edited-{i}.png").read_bytes() for i in (1, 2)] == [expected.png(0), expected.png(1)]
+
+
+def test_sd_errors(tiny, tmp_path, capsys):
+    folder, _ = tiny
+    assert main(["sd", "x", "-o", str(tmp_path / "x.png"), "--model", str(tmp_path)]) == 1
+    assert "error:" in capsys.readouterr().err
+    assert main(["sd", "x", "-o", str(tmp_path / "x.png"), "--model", str(folder), "--height", "15", "--steps", "1"]) == 1
+    assert "height must be a positive multiple of 2" in capsys.readouterr().err

@@ -1,0 +1,138 @@
+"""require("transformers").sd from Lua: txt2img and img2img return the Python pipeline's PNG as a data
+URL, take the seed project's option names, default the seed from the message, are memoised, and refuse
+what they do not support with clear errors."""
+
+import base64
+
+import pytest
+
+pytest.importorskip("diffusers")
+
+from conftest import OfflineContext, transformers_vm
+from sd_fixtures import build_reference
+from tfao.models.sources import ModelSource
+from tfao.bridges.transformers import message_seed
+from tfao.models.stable_diffusion import StableDiffusionPipeline
+from weavedrive.blob import Blob
+
+DATA_URL = "data:image/png;base64,"
+
+
+class WeaveContext(OfflineContext):
+    """An offline context whose weave holds one model folder's files and a manifest naming them."""
+
+    def __init__(self, folder):
+        super().__init__()
+        self.message = {"Id": "message-id-1"}
+        self.files = {path: Blob.from_bytes(p.read_bytes()) for path, p in
+                      ((path, folder / path) for path in ModelSource.from_folder(folder).paths())}
+        self.manifest_blob = Blob.from_bytes(b"the manifest")
+
+    def blob(self, value):
+        if value == b"MANIFEST":
+            return self.manifest_blob
+        return super().blob(value)
+
+    def manifest(self, blob):
+        if blob is not self.manifest_blob:
+            return None
+        files = [{"path": path, "id": path, "size": b.size, "sha256": b.sha256} for path, b in self.files.items()]
+        return {"name": "tiny-sd", "files": files}
+
+    def resolve(self, id):
+        return self.files[id]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    _, folder = build_reference(tmp_path_factory.mktemp("tiny-sd-lua"))
+    return folder, StableDiffusionPipeline.from_pretrained(folder)
+
+
+@pytest.fixture
+def lua(tiny, monkeypatch):
+    context = WeaveContext(tiny[0])
+    monkeypatch.setattr(ModelSource, "from_manifest", classmethod(
+        lambda cls, manifest, resolve: ModelSource({f["path"]: context.resolve(f["id"]) for f in manifest["files"]},
+                                                   "manifest:tiny", manifest["name"])))
+    return transformers_vm(context), context
+
+
+def png_of(url: bytes) -> bytes:
+    text = url.decode()
+    assert text.startswith(DATA_URL)
+    return base64.b64decode(text[len(DATA_URL):])
+
+
+def test_txt2img_returns_the_python_pipelines_png(lua, tiny):
+    vm, _ = lua
+    url = vm.execute('return require("transformers").sd.txt2img{model="MANIFEST", prompt="a photo of a cat",'
+                     ' steps=2, height=16, width=16, seed=3, scheduler="euler"}')
+    expected = tiny[1]("a photo of a cat", height=16, width=16, num_inference_steps=2, seed=3, scheduler="euler", progress=False)
+    assert png_of(url) == expected.png(0)
+
+
+def test_seed_project_option_names(lua, tiny):
+    vm, _ = lua
+    urls = vm.execute('return require("transformers").sd.txt2img{model="MANIFEST", prompt="a cat", uncond_prompt="dog",'
+                      ' n_steps=2, height=16, width=16, seed=4, num_samples=2, scheduler="ddim", sd_version="1.5"}')
+    expected = tiny[1]("a cat", negative_prompt="dog", height=16, width=16, num_inference_steps=2, seed=4,
+                       num_images_per_prompt=2, scheduler="ddim", progress=False)
+    assert [png_of(urls[i]) for i in (1, 2)] == [expected.png(0), expected.png(1)]
+
+
+def test_the_default_seed_comes_from_the_message(lua, tiny):
+    vm, context = lua
+    url = vm.execute('return require("transformers").sd.txt2img{model="MANIFEST", prompt="a cat", steps=1,'
+                     ' height=16, width=16}')
+    expected = tiny[1]("a cat", height=16, width=16, num_inference_steps=1, seed=message_seed(context), progress=False)
+    assert png_of(url) == expected.png(0)
+
+
+def test_img2img_from_a_data_url_and_memoised_results(lua, tiny):
+    vm, context = lua
+    code = ('local sd = require("transformers").sd local first = sd.txt2img{model="MANIFEST", prompt="a cat", steps=1,'
+            ' height=16, width=16, seed=1} return sd.img2img{model="MANIFEST", prompt="a dog", image=first, n_steps=4,'
+            ' img2img_strength=0.5, seed=2}')
+    url = vm.execute(code)
+    start = tiny[1]("a cat", height=16, width=16, num_inference_steps=1, seed=1, progress=False)
+    expected = tiny[1]("a dog", image=start.images[0], strength=0.5, num_inference_steps=4, seed=2, progress=False)
+    assert png_of(url) == expected.png(0)
+    stored = dict(context.values)
+    assert len(stored) == 2
+    assert png_of(vm.execute(code)) == expected.png(0)  # served from the memo
+    assert context.values == stored
+
+
+@pytest.mark.parametrize("options,message", [
+    ('prompt="x", sd_version="2.1"', "sd_version"), ('prompt="x", store=true', "store"), ("steps=2", "opts.prompt is required"),
+    ('prompt="x", scheduler="heun"', "unknown scheduler"), ('prompt="x", steps=0', "opts.steps"),
+    ('prompt="x", height=12.5', "opts.height"),
+])
+def test_clear_errors(lua, options, message):
+    vm, _ = lua
+    ok, err = vm.execute(f'return pcall(require("transformers").sd.txt2img, {{model="MANIFEST", {options}}})')
+    assert ok is False and message in err.decode()
+    ok, err = vm.execute('return pcall(require("transformers").sd.img2img, {model="MANIFEST", prompt="x"})')
+    assert ok is False and "opts.image is required" in err.decode()
+
+
+def test_img2img_refuses_sizes_that_would_need_resampling(lua):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    vm, _ = lua
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((15, 16, 3), np.uint8)).save(buffer, format="PNG")
+    vm.lua.globals().IMAGE = buffer.getvalue()
+    ok, err = vm.execute('return pcall(require("transformers").sd.img2img, {model="MANIFEST", prompt="x", image=IMAGE})')
+    assert ok is False and "16x15: both sides must be multiples of 2" in err.decode()
+
+
+def test_components_one_by_one_need_all_four_files(lua, tiny):
+    vm, _ = lua
+    vm.lua.globals().UNET = (tiny[0] / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    ok, err = vm.execute('return pcall(require("transformers").sd.txt2img, {unet_model=UNET, prompt="x"})')
+    assert ok is False and "opts.clip_model is required too" in err.decode()
