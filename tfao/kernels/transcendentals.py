@@ -110,6 +110,8 @@ def _map_chunks(function, x, dtype) -> np.ndarray:
     """``function`` applied to flat slices of ``x`` converted to ``dtype``, results stored as float32."""
     x = np.asarray(x)
     flat = x.reshape(-1)
+    if 0 < flat.size <= _CHUNK:  # one slice: no float32 buffer to copy through
+        return function(flat.astype(dtype, copy=False)).astype(np.float32, copy=False).reshape(x.shape)
     out = np.empty(flat.shape, dtype=np.float32)
     for start in range(0, flat.size, _CHUNK):
         out[start:start + _CHUNK] = function(flat[start:start + _CHUNK].astype(dtype, copy=False))
