@@ -3,7 +3,10 @@
 Each side runs in its own process and the sides alternate (see ``harness``); prints medians, the ratios
 to torch, the CPU and BLAS kernel of each side, then a profile of exact mode.
 
-    python bench/bert.py [--repeats 9]
+    python bench/bert.py [--repeats 9] [--threads N]
+
+``--threads N`` pins both sides' BLAS and torch pools to N threads: on a shared, loaded machine one thread
+per side keeps idle-spinning pool threads from swamping the comparison.
 """
 
 import argparse
@@ -69,10 +72,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--side", choices=sorted(SIDES))
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--threads", type=int, help="BLAS and torch threads per side (default: the libraries' own)")
     args = parser.parse_args()
     if args.side:
         return serve_side(SIDES[args.side])
-    sides = [Side(__file__, name) for name in SIDES]
+    env = None
+    if args.threads:
+        env = os.environ | {name: str(args.threads) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    sides = [Side(__file__, name, env=env) for name in SIDES]
     try:
         medians = compare(sides, list(BATCHES), args.repeats)
     finally:

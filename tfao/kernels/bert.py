@@ -114,9 +114,10 @@ class BertModel:
         scores = ops.matmul(q, k.transpose(0, 1, 3, 2), mode=mode)  # [B, nh, T, T]
         scores *= np.float32(1.0 / math.sqrt(head_dim))
         probs = ops.softmax(scores, where=keep[:, None, None, :], mode=mode)  # [B, nh, T, T]
-        # Padded keys get probability 0; zeroing their values keeps each column's scale (exact mode)
-        # independent of how much padding the batch has.
-        v = np.where(keep[:, None, :, None], v, np.float32(0.0))
+        if mode == "exact":
+            # Padded keys get probability 0; zeroing their values keeps each column's scale independent of
+            # how much padding the batch has.
+            v = np.where(keep[:, None, :, None], v, np.float32(0.0))
         context = ops.matmul(probs, v, mode=mode, max_k=self.max_positions)  # [B, nh, T, hd]
         context = context.transpose(0, 2, 1, 3).reshape(batch, length, hidden)  # [B, T, H]
         return self.linears[prefix + "attention.output.dense"](context, mode=mode)

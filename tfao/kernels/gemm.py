@@ -26,7 +26,7 @@ def gemm_bits(k: int) -> int:
 
 def _quantize(x: np.ndarray, axis: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Integer-valued float64 ``x * 2**shift`` (|values| <= 2**bits) and ``2**-shift``, one scale per slice along ``axis``."""
-    absmax = np.max(np.abs(x), axis=axis, keepdims=True)
+    absmax = np.maximum.reduce(np.abs(x), axis=axis, keepdims=True)  # the ufunc itself: no Python wrapper
     _, exponent = np.frexp(absmax.astype(np.float64))  # absmax < 2**exponent
     shift = bits - exponent
     scaled = np.multiply(x, np.ldexp(1.0, shift), dtype=np.float64)
@@ -157,6 +157,7 @@ class Linear:
         out = x_int @ weight_int  # [M, out], exact integers
         out *= weight_scale
         out *= x_scale
-        if bias is not None:
-            out += bias
-        return out.astype(np.float32).reshape(*lead, self.out_features)
+        if bias is None:
+            return out.astype(np.float32).reshape(*lead, self.out_features)
+        # the sum in float64, rounded once into the float32 result: no float64 temporary
+        return np.add(out, bias, out=np.empty(out.shape, dtype=np.float32)).reshape(*lead, self.out_features)

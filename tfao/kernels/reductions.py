@@ -12,14 +12,20 @@ def tree_sum(x: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarra
     The order depends only on the reduced length, never on SIMD width, layout or the other axes, and
     extra trailing zeros (padded tokens) do not change the result.
     """
-    x = np.moveaxis(np.asarray(x), axis, -1)
+    x = np.asarray(x)
+    last = axis in (-1, x.ndim - 1)
+    if not last:
+        x = np.moveaxis(x, axis, -1)
     n = x.shape[-1]
     width = 1 << max(n - 1, 0).bit_length()
-    acc = np.zeros((*x.shape[:-1], width), dtype=np.float64)
+    acc = np.empty((*x.shape[:-1], width), dtype=np.float64)
     acc[..., :n] = x
-    while width > 1:
+    acc[..., n:] = 0.0
+    while width > 1:  # in place: the halves never overlap
         width //= 2
-        acc = acc[..., :width] + acc[..., width:]
+        np.add(acc[..., :width], acc[..., width:2 * width], out=acc[..., :width])
+    if keepdims and last:
+        return acc[..., :1]
     total = acc[..., 0]
     return np.expand_dims(total, axis) if keepdims else total
 
