@@ -40,3 +40,18 @@ def test_sd_errors(tiny, tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
     assert main(["sd", "x", "-o", str(tmp_path / "x.png"), "--model", str(folder), "--height", "15", "--steps", "1"]) == 1
     assert "height must be a positive multiple of 2" in capsys.readouterr().err
+
+
+def test_pipeline_command_writes_text_to_image_and_image_to_image_pngs(tiny, tmp_path, capsys):
+    folder, pipe = tiny
+    out = tmp_path / "p.png"
+    assert main(["pipeline", "text-to-image", "--model", str(folder), "--output", str(out), "-o", "num_inference_steps=2",
+                 "-o", "seed=3", "-o", "height=16", "-o", "width=16", "a red cube"]) == 0
+    expected = pipe("a red cube", num_inference_steps=2, seed=3, height=16, width=16, progress=False)
+    assert out.read_bytes() == expected.png() and capsys.readouterr().out.split() == [str(out)]
+    edited = tmp_path / "e.png"
+    assert main(["pipeline", "image-to-image", "--model", str(folder), "--image", str(out), "--output", str(edited),
+                 "-o", "num_inference_steps=2", "-o", "seed=4", "-o", "strength=0.5", "--json", "a blue cube"]) == 0
+    expected = pipe("a blue cube", image=expected.images[0], strength=0.5, num_inference_steps=2, seed=4, progress=False)
+    assert edited.read_bytes() == expected.png()
+    assert capsys.readouterr().out.strip() == f'["{edited}"]'

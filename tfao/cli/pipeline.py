@@ -33,6 +33,10 @@ def register(subparsers) -> None:
                         help="a pipeline option, e.g. -o max_new_tokens=40 -o num_beams=4 (repeatable)")
     parser.add_argument("--mode", choices=MODES, default="exact", help="math mode (default exact)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--output", type=Path, default=Path("image.png"), metavar="FILE.png",
+                        help="where image results go (text-to-image, image-to-image; default image.png;"
+                             " several images get -1, -2... before .png)")
+    parser.add_argument("--image", type=Path, metavar="FILE", help="the input image of image-to-image")
     parser.add_argument("--home", type=Path, default=argparse.SUPPRESS,
                         help="node home folder, for manifest ids (default $TFAO_HOME or ~/.tfao)")
     parser.set_defaults(handler=run_pipeline)
@@ -71,7 +75,20 @@ def run_pipeline(args) -> int:
     options = dict(args.option)
     if not _accepts(run, options):
         raise ValueError(f"the {args.task} pipeline of this model takes no option(s) {', '.join(sorted(options))}")
+    if args.image is not None:
+        from PIL import Image
+
+        with Image.open(args.image) as image:
+            options["image"] = image.convert("RGB")
     result = run(inputs if len(inputs) > 1 else inputs[0], **options)
+    if hasattr(result, "png"):  # images: written as deterministic PNG files, their paths printed
+        from tfao.cli.sd import output_paths
+
+        paths = output_paths(args.output, len(result.pixels))
+        for index, path in enumerate(paths):
+            path.write_bytes(result.png(index))
+        print(json.dumps([str(path) for path in paths]) if args.json else "\n".join(map(str, paths)))
+        return 0
     plain = _plain(result)
     print(json.dumps(plain, ensure_ascii=False) if args.json else "\n".join(_lines(plain)))
     return 0
