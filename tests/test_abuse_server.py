@@ -144,6 +144,13 @@ def test_numbers_out_of_range_are_a_400(served, wallets, path):
     assert "999999999999" in response.json()["error"]
 
 
+@pytest.mark.parametrize("path", ["/block/height/%C2%B2", "/results/{pid}?from=%C2%B2", "/results/{pid}?limit=%C2%B2"])
+def test_digits_outside_ascii_are_a_400(served, wallets, path):
+    node, url, _ = served  # "²" passes str.isdigit, and int() refuses it
+    pid = node.spawn(wallet=wallets[0]).id
+    assert httpx.get(url + path.format(pid=pid), timeout=10).status_code == 400
+
+
 def test_processes_are_capped_per_owner_and_in_total(wallets):
     with Node(wallet=wallets[3], max_processes=4, max_processes_per_owner=2) as node:
         first = node.spawn(wallet=wallets[0])

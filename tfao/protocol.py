@@ -8,7 +8,13 @@ from weavedrive.ans104 import first_tag
 MODULE_FORMAT = "tfao-lua-5.3"
 VARIANT = "ao.TN.1"
 
-__all__ = ["MODULE_FORMAT", "VARIANT", "ao_tags", "data_or_space", "first_tag", "tag_list"]
+__all__ = ["MODULE_FORMAT", "VARIANT", "ao_tags", "data_or_space", "first_tag", "is_decimal", "tag_list"]
+
+
+def is_decimal(text: str) -> bool:
+    """Whether ``text`` is a non-negative integer in ASCII digits (``str.isdigit`` also takes "²", which
+    ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 def tag_list(tags) -> list[tuple[str, str]]:

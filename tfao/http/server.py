@@ -62,6 +62,7 @@ from starlette.routing import Route
 from tfao.http.graphql import QueryError, run_query
 from tfao.node.node import (DEFAULT_EVAL_TIMEOUT, MAX_POSITION, MAX_PROCESSES, MAX_PROCESSES_PER_OWNER, Node,
                             NodeBusy, NodeError, NotFound, QuotaExceeded, descriptor_limit)
+from tfao.protocol import is_decimal
 from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_encode, is_id
 from weavedrive.store import ItemNotFound, StoredItem, read_chunks
 from weavedrive.wallet import home_dir
@@ -124,7 +125,7 @@ def int_param(request: Request, name: str, default: int | None, low: int = 0, hi
     value = request.query_params.get(name)
     if value is None or value == "":
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not is_decimal(value) or not low <= int(value) <= high:
         raise HTTPError(400, f"{name} must be an integer from {low} to {high}, got {value[:64]!r}")
     return int(value)
 
@@ -276,7 +277,7 @@ class NodeServer:
     async def body(self, request: Request) -> bytes:
         """The request body, read incrementally and refused with 413 once it passes the limit."""
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body:
+        if is_decimal(declared) and int(declared) > self.max_body:
             raise HTTPError(413, f"the body ({declared} bytes) is larger than this node accepts ({self.max_body})")
         chunks, size = [], 0
         async for chunk in request.stream():
@@ -419,7 +420,7 @@ class NodeServer:
 
     async def block(self, request: Request) -> Response:
         height = request.path_params["height"]
-        if not height.isdigit() or int(height) > MAX_POSITION:
+        if not is_decimal(height) or int(height) > MAX_POSITION:
             raise HTTPError(400, f"block height must be an integer from 0 to {MAX_POSITION}, got {height[:32]!r}")
         return JSONResponse(await self.blocking(self.node.block, int(height)))
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from tfao.bridges.context import ProcessContext
-from tfao.protocol import MODULE_FORMAT, VARIANT, ao_tags, data_or_space, tag_list
+from tfao.protocol import MODULE_FORMAT, VARIANT, ao_tags, data_or_space, is_decimal, tag_list
 from tfao.sandbox.host import DEFAULT_EVAL_TIMEOUT, HostConfig, HostError, Zygote
 from tfao.sandbox.aos import DEFAULT_COMPUTE_LIMIT, DEFAULT_MEMORY_LIMIT, blueprint, error_result, limits_from_tags
 from tfao.node.store import DamagedLog, NodeStore, ScheduledMessage
@@ -94,7 +94,7 @@ def cron_interval_ms(value: str | None) -> int:
     """A ``Cron-Interval`` tag as aos writes it ("10-minutes", "1-hour") in milliseconds."""
     amount, _, unit = (value or "").strip().partition("-")
     unit = unit.lower().removesuffix("s")
-    if not amount.isdigit() or int(amount) == 0 or unit not in CRON_UNITS_MS:
+    if not is_decimal(amount) or int(amount) == 0 or unit not in CRON_UNITS_MS:
         raise NodeError(f"Cron-Interval {value!r}: expected <count>-<unit> with unit one of {', '.join(CRON_UNITS_MS)}")
     return int(amount) * CRON_UNITS_MS[unit]
 
@@ -108,7 +108,7 @@ def encode_cursor(timestamp: int, nonce: int, sort: str) -> str:
 def decode_cursor(value: str) -> tuple[str, int]:
     """('nonce', n) for a cursor, ('timestamp', t) for a bare timestamp."""
     try:
-        kind, number = ("timestamp", int(value)) if value.isdigit() else (
+        kind, number = ("timestamp", int(value)) if is_decimal(value) else (
             "nonce", int(json.loads(base64.b64decode(value))["ordinate"]))
     except (ValueError, KeyError, TypeError):
         raise NodeError(f"invalid cursor {value[:64]!r}") from None
