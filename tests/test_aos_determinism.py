@@ -40,6 +40,11 @@ def test_objects_print_with_sequence_numbers_not_addresses():
     assert int(shown[0][-8:], 16) < int(shown[1][-8:], 16) < int(shown[2][-8:], 16)
 
 
+def test_not_a_number_prints_one_way_whatever_its_sign_bit():
+    result = Aos().eval("return tostring(0/0) .. ' ' .. tostring(-(0/0)) .. ' ' .. tostring(math.huge - math.huge)")
+    assert result["Output"]["data"] == "nan nan nan"
+
+
 def test_pairs_visits_plain_keys_sorted_then_table_keys_by_content_when_first_met():
     words = run_program().split("|")
     assert words[words.index("first"):words.index("first") + 6] == ["first", "x", "one", "two", "three", "print"]

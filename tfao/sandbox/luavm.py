@@ -257,6 +257,8 @@ end
 local ADDRESSED = { table = true, ["function"] = true, thread = true, userdata = true }
 tostring = function(v)
   local kind = raw_type(v)
+  -- C's printf writes "-nan" or "nan" depending on the NaN's sign bit, which differs between CPUs
+  if v ~= v then return "nan" end
   if not ADDRESSED[kind] then return raw_tostring(v) end
   local name = kind
   -- a table's own __tostring and __name count; a host object's metatable is the host's, never called
