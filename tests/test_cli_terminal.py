@@ -13,7 +13,7 @@ from test_cli import make_home, tfao
 from test_repl import Tmux, tmux_available  # noqa: F401 (a fixture)
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-SLOW_EVAL = "local x = 0; for i = 1, 1.5e8 do x = x + i end; return 'summed'"
+SLOW_EVAL = "local x = 0; for i = 1, 4e8 do x = x + i end; return 'summed'"  # a few seconds: past the 1 s before progress shows
 
 
 def terminal_running(home, *args) -> Tmux:
