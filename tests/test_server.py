@@ -157,7 +157,7 @@ def test_eval_from_a_stranger_does_nothing(served, pid):
 
 def test_dry_runs_and_info_answer_while_a_message_evaluates(served):
     pid = served.spawn(name="busy")
-    slow = message_item(pid, "local t = 0; for i = 1, 8e7 do t = t + i end; return 'done'", action="Eval")
+    slow = message_item(pid, "local t = 0; for i = 1, 2e8 do t = t + i end; return 'done'", action="Eval")
     assert served.post_item(slow).status_code == 202
     with ThreadPoolExecutor(2) as pool:
         waiting = pool.submit(served.http.get, f"/result/{slow.id}", params={"process-id": pid})
