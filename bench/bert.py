@@ -10,16 +10,14 @@ per side keeps idle-spinning pool threads from swamping the comparison.
 """
 
 import argparse
-import cProfile
 import os
-import pstats
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from harness import Side, compare, print_table, serve_side  # noqa: E402
+from harness import measure, print_machines, print_profile, print_table, serve_side  # noqa: E402
 
 SENTENCE = "the committee will meet again on tuesday to review the annual budget report"  # 14 words -> 16 tokens
 BATCHES = {"batch 32 x 16 tokens": 32, "batch 1 x 16 tokens": 1}
@@ -59,14 +57,6 @@ def torch_workloads():
 SIDES = {"torch": torch_workloads, "exact": lambda: tfao_workloads("exact"), "fast": lambda: tfao_workloads("fast")}
 
 
-def profile_exact():
-    workload = tfao_workloads("exact")["batch 32 x 16 tokens"]
-    profile = cProfile.Profile()
-    profile.runcall(lambda: [workload() for _ in range(5)])
-    print("\nexact mode, batch 32, 5 runs, top functions by own time:")
-    pstats.Stats(profile).sort_stats("tottime").print_stats(12)
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=9)
@@ -79,18 +69,12 @@ def main():
     env = None
     if args.threads:
         env = os.environ | {name: str(args.threads) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    sides = [Side(__file__, name, env=env) for name in SIDES]
-    try:
-        medians = compare(sides, list(BATCHES), args.repeats)
-    finally:
-        for side in sides:
-            side.close()
-    for side in sides:
-        print(f"{side.name}: {side.machine['cpu']}; BLAS {', '.join(side.machine['blas']) or '-'}")
+    medians, machines = measure(__file__, list(SIDES), list(BATCHES), args.repeats, env=env)
+    print_machines(machines)
     print_table(f"MiniLM-L6 forward, median of {args.repeats}, sides alternating in separate processes",
                 medians, "torch", list(BATCHES))
     if not args.no_profile:
-        profile_exact()
+        print_profile(tfao_workloads("exact")["batch 32 x 16 tokens"], 5, "exact mode, batch 32")
 
 
 if __name__ == "__main__":

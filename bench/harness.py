@@ -65,6 +65,34 @@ def compare(sides: list[Side], workloads: list[str], repeats: int) -> dict[str, 
             for side, by_workload in times.items()}
 
 
+def measure(script: str, names: list[str], workloads: list[str], repeats: int, *args: str,
+            env: dict | None = None) -> tuple[dict[str, dict[str, float]], dict[str, dict]]:
+    """Start the named sides of ``script``, time the workloads alternating, close the sides: the medians and
+    each side's machine."""
+    sides = [Side(script, name, *args, env=env) for name in names]
+    try:
+        return compare(sides, workloads, repeats), {side.name: side.machine for side in sides}
+    finally:
+        for side in sides:
+            side.close()
+
+
+def print_machines(machines: dict[str, dict]) -> None:
+    for name, machine in machines.items():
+        print(f"{name}: {machine['cpu']}; BLAS {', '.join(machine['blas']) or '-'}")
+
+
+def print_profile(run: Callable[[], object], runs: int, title: str, top: int = 14) -> None:
+    """The functions that take the most time of their own over ``runs`` calls of ``run``."""
+    import cProfile
+    import pstats
+
+    profile = cProfile.Profile()
+    profile.runcall(lambda: [run() for _ in range(runs)])
+    print(f"\n{title}, {runs} run(s), top functions by own time:")
+    pstats.Stats(profile).sort_stats("tottime").print_stats(top)
+
+
 def machine() -> dict:
     """The CPU and the BLAS kernel this process runs on (OpenBLAS's choice depends on OPENBLAS_CORETYPE)."""
     from threadpoolctl import threadpool_info

@@ -16,10 +16,8 @@ diffusers' StableDiffusionPipeline, one side at a time; reports seconds per imag
 """
 
 import argparse
-import cProfile
 import json
 import os
-import pstats
 import resource
 import subprocess
 import sys
@@ -30,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from harness import Side, compare, print_table, serve_side  # noqa: E402
+from harness import Side, compare, measure, print_machines, print_profile, print_table, serve_side  # noqa: E402
 
 COMPONENTS = {
     "clip": ["CLIP 2 x 77"],
@@ -170,6 +168,8 @@ def run_pipeline_bench(args) -> None:
     print_table(f"SD1.5 txt2img end to end, random weights, median of {args.repeats} (s/image = ms / 1000)",
                 medians, "torch", workloads)
 
+
+def tfao_workloads(mode, component, cache, extra):
     from tfao.kernels.clip import CLIPTextModel
     from tfao.kernels.unet import UNet2DConditionModel
     from tfao.kernels.vae import AutoencoderKL
@@ -248,14 +248,6 @@ def run_memory(cache: Path) -> None:
               f"(cache budget nbytes, exact copy included: {report['referenced_gb']:.2f} GB)")
 
 
-def profile_exact(cache: Path) -> None:
-    workload = tfao_workloads("exact", "unet", cache, [])[COMPONENTS["unet"][0]]
-    profile = cProfile.Profile()
-    profile.runcall(workload)
-    print(f"\nexact mode, {COMPONENTS['unet'][0]}, top functions by own time:")
-    pstats.Stats(profile).sort_stats("tottime").print_stats(14)
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
@@ -290,20 +282,16 @@ def main():
         # full-size UNets run one side at a time; the smaller networks alternate with all sides loaded
         groups = [["torch"], ["exact"], ["fast"]] if component == "unet" else [["torch", "exact", "fast"]]
         for group in groups:
-            sides = [Side(__file__, name, *side_args) for name in group]
-            try:
-                medians.update(compare(sides, workloads, args.repeats))
-            finally:
-                for side in sides:
-                    side.close()
-            machines.update({side.name: side.machine for side in sides})
-        for name, machine in machines.items():
-            print(f"{name}: {machine['cpu']}; BLAS {', '.join(machine['blas']) or '-'}")
+            group_medians, group_machines = measure(__file__, group, workloads, args.repeats, *side_args)
+            medians.update(group_medians)
+            machines.update(group_machines)
+        print_machines(machines)
         print_table(f"SD1.5 {component}, random weights, median of {args.repeats}", medians, "torch", workloads)
     if args.memory:
         run_memory(args.cache)
     if args.profile:
-        profile_exact(args.cache)
+        unet_step = COMPONENTS["unet"][0]
+        print_profile(tfao_workloads("exact", "unet", args.cache, [])[unet_step], 1, f"exact mode, {unet_step}")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,7 @@ BLAS kernel of each side, then a profile of exact mode.
 """
 
 import argparse
-import cProfile
 import os
-import pstats
 import sys
 import tempfile
 from pathlib import Path
@@ -20,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from harness import Side, compare, print_table, serve_side  # noqa: E402
+from harness import measure, print_machines, print_profile, print_table, serve_side  # noqa: E402
 
 NEW_TOKENS = 32
 PROMPT_LENGTH = 16
@@ -80,14 +78,6 @@ SIDES = {"transformers": transformers_workloads, "exact": lambda folder: tfao_wo
          "fast": lambda folder: tfao_workloads(folder, "fast")}
 
 
-def profile_exact(folder: str):
-    workload = tfao_workloads(folder, "exact")["greedy, batch 1"]
-    profile = cProfile.Profile()
-    profile.runcall(lambda: [workload() for _ in range(3)])
-    print("\nexact mode, greedy batch 1, 3 runs, top functions by own time:")
-    pstats.Stats(profile).sort_stats("tottime").print_stats(14)
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
@@ -99,18 +89,12 @@ def main():
         return serve_side(lambda: SIDES[args.side](args.folder))
     with tempfile.TemporaryDirectory() as folder:
         write_t5_small(Path(folder))
-        sides = [Side(__file__, name, "--folder", folder) for name in SIDES]
-        try:
-            medians = compare(sides, list(WORKLOADS), args.repeats)
-        finally:
-            for side in sides:
-                side.close()
-        for side in sides:
-            print(f"{side.name}: {side.machine['cpu']}; BLAS {', '.join(side.machine['blas']) or '-'}")
+        medians, machines = measure(__file__, list(SIDES), list(WORKLOADS), args.repeats, "--folder", folder)
+        print_machines(machines)
         print_table(f"t5-small, {NEW_TOKENS} new tokens from {PROMPT_LENGTH}, median of {args.repeats},"
                     " sides alternating in separate processes", medians, "transformers", list(WORKLOADS))
         if not args.no_profile:
-            profile_exact(folder)
+            print_profile(tfao_workloads(folder, "exact")["greedy, batch 1"], 3, "exact mode, greedy batch 1")
 
 
 if __name__ == "__main__":
