@@ -127,11 +127,11 @@ def test_prepared_exact_weights_are_shared_files(tiny_sentence_model, tmp_path):
     texts = ["hello world", "the cat sat"]
     assert shared.encode(texts, mode="exact").tobytes() == private.encode(texts, mode="exact").tobytes()
     files = sorted((tmp_path / "prepared").glob("*.npy"))
-    assert len(files) == 2 * 2 * 6  # 2 layers x 6 dense layers, integers and scales
+    assert len(files) == 2 * 4  # 2 layers x 4 dense layers (query, key and value stacked as one), one file each
     assert all(name.name.startswith(f"v{ops.KERNELS_VERSION}-") for name in files)
     linear = next(iter(shared.model.linears.values()))
-    weight_int = linear._exact_weight()[1]
-    assert isinstance(weight_int, np.memmap) and not weight_int.flags.writeable
+    weight_q = linear._exact_weight()[1]
+    assert isinstance(weight_q, np.memmap) and not weight_q.flags.writeable
     again = SentenceEncoder.from_source(ModelSource.from_folder(folder), prepared=store)
     assert again.encode(texts, mode="exact").tobytes() == private.encode(texts, mode="exact").tobytes()
     assert sorted((tmp_path / "prepared").glob("*.npy")) == files  # written once

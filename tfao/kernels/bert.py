@@ -17,8 +17,8 @@ from .weights import Weights
 
 _PREFIX = "bert."
 _LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}  # pre-2019 TensorFlow-converted LayerNorm names
-_DENSE = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
-          "intermediate.dense", "output.dense")
+_QKV = ("attention.self.query", "attention.self.key", "attention.self.value")
+_QKV_FUSED = "attention.self.query_key_value"  # the three as one [3H, H] layer: one GEMM, the same bits
 
 
 def encoder_weights(weights: Weights) -> Weights:
@@ -66,10 +66,12 @@ class BertModel:
         }
         self.norms = {"embeddings.LayerNorm": _norm_params(embeddings.pp("LayerNorm"), hidden)}
         self.linears = {}
-        shapes = dict.fromkeys(_DENSE[:4], (hidden, hidden)) | {"intermediate.dense": (inner, hidden),
-                                                                "output.dense": (hidden, inner)}
+        shapes = {"attention.output.dense": (hidden, hidden), "intermediate.dense": (inner, hidden),
+                  "output.dense": (hidden, inner)}
         for i in range(config["num_hidden_layers"]):
             layer = weights.pp(f"encoder.layer.{i}")
+            parts = [ops.Linear.load(layer.pp(name), (hidden, hidden)) for name in _QKV]
+            self.linears[layer.key(_QKV_FUSED)] = ops.Linear.stacked(parts, prepared)
             for name, shape in shapes.items():
                 self.linears[layer.key(name)] = ops.Linear.load(layer.pp(name), shape, prepared)
             for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
@@ -106,11 +108,8 @@ class BertModel:
         batch, length, hidden = x.shape
         head_dim = hidden // self.heads
 
-        def split_heads(name):
-            y = self.linears[prefix + name](x, mode=mode)  # [B, T, H]
-            return y.reshape(batch, length, self.heads, head_dim).transpose(0, 2, 1, 3)  # [B, nh, T, hd]
-
-        q, k, v = split_heads("attention.self.query"), split_heads("attention.self.key"), split_heads("attention.self.value")
+        qkv = self.linears[prefix + _QKV_FUSED](x, mode=mode)  # [B, T, 3H]
+        q, k, v = qkv.reshape(batch, length, 3, self.heads, head_dim).transpose(2, 0, 3, 1, 4)  # 3 x [B, nh, T, hd], views
         scores = ops.matmul(q, k.transpose(0, 1, 3, 2), mode=mode)  # [B, nh, T, T]
         scores *= np.float32(1.0 / math.sqrt(head_dim))
         probs = ops.softmax(scores, where=keep[:, None, None, :], mode=mode)  # [B, nh, T, T]

@@ -24,14 +24,32 @@ def gemm_bits(k: int) -> int:
     return (53 - math.ceil(math.log2(max(k, 1)))) // 2
 
 
-def _quantize(x: np.ndarray, axis: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Integer-valued float64 ``x * 2**shift`` (|values| <= 2**bits) and ``2**-shift``, one scale per slice along ``axis``."""
+def _row_exponents(x: np.ndarray, axis: int) -> np.ndarray:
+    """``e`` with absmax < 2**e for each slice along ``axis`` (0 for all-zero slices), as float64 exponents."""
     absmax = np.maximum.reduce(np.abs(x), axis=axis, keepdims=True)  # the ufunc itself: no Python wrapper
-    _, exponent = np.frexp(absmax.astype(np.float64))  # absmax < 2**exponent
-    shift = bits - exponent
-    scaled = np.multiply(x, np.ldexp(1.0, shift), dtype=np.float64)
-    np.rint(scaled, out=scaled)
-    return scaled, np.ldexp(1.0, -shift)
+    return np.frexp(absmax.astype(np.float64))[1]
+
+
+def _quantize(x: np.ndarray, axis: int, bits: int) -> np.ndarray:
+    """``x`` rounded to ``bits``-bit integers times a power of two per slice along ``axis``, as float64.
+
+    The power of two is ``2**(e - bits)`` with absmax < 2**e: the values are the integers ``rint(x * 2**shift)``
+    scaled back by ``2**-shift``, which float64 holds exactly, and a product of two such operands summed over
+    K stays a multiple of the scales' product below 2**53 of it, so dgemm still sums exactly in any order.
+    Adding and subtracting ``1.5 * 2**52`` times the scale rounds to the scale's multiples (half to even) in
+    two passes; float32 inputs round in float32 (half the memory), exactly the same numbers, wherever
+    the magic constant is a normal float32 and bits <= 22 keeps |x| below its rounding range.
+    """
+    exponent = _row_exponents(x, axis)
+    if x.dtype == np.float32 and bits <= 22 and exponent.size and -100 < exponent.min() and exponent.max() < 100:
+        magic = np.ldexp(np.float32(1.5), (23 - bits + exponent).astype(np.int32)).astype(np.float32)
+        rounded = x + magic
+        rounded -= magic
+        return rounded.astype(np.float64)
+    magic = np.ldexp(1.5, 52 - bits + exponent)
+    rounded = np.add(x, magic, dtype=np.float64)
+    rounded -= magic
+    return rounded
 
 
 def _exact_matmul(a: np.ndarray, b: np.ndarray, max_k: int | None) -> np.ndarray:
@@ -39,11 +57,7 @@ def _exact_matmul(a: np.ndarray, b: np.ndarray, max_k: int | None) -> np.ndarray
     if max_k is not None and k > max_k:
         raise ValueError(f"contraction length {k} exceeds max_k {max_k}")
     bits = gemm_bits(max_k or k)
-    a_int, a_scale = _quantize(a, -1, bits)  # per row
-    b_int, b_scale = _quantize(b, -2, bits)  # per column
-    product = np.matmul(a_int, b_int)
-    product *= a_scale
-    product *= b_scale
+    product = np.matmul(_quantize(a, -1, bits), _quantize(b, -2, bits))  # per row of a, per column of b
     return product.astype(np.float32)
 
 
@@ -93,11 +107,10 @@ def weighted_rows(weights: np.ndarray, rows: np.ndarray, mode: str | None = None
     if max_k is not None and k > max_k:
         raise ValueError(f"contraction length {k} exceeds max_k {max_k}")
     bits = gemm_bits(max_k or k)
-    rows_int, rows_scale = _quantize(rows, -1, bits)  # per row of ``rows``: [..., K, 1]
-    folded = np.multiply(weights, np.swapaxes(rows_scale, -1, -2), dtype=np.float64)  # exact: powers of two
-    weights_int, weights_scale = _quantize(folded, -1, bits)
-    product = np.matmul(weights_int, rows_int)
-    product *= weights_scale
+    shift = bits - _row_exponents(rows, -1)  # per row of ``rows``: [..., K, 1]
+    rows_int = np.rint(np.multiply(rows, np.ldexp(1.0, shift), dtype=np.float64))
+    folded = np.multiply(weights, np.swapaxes(np.ldexp(1.0, -shift), -1, -2), dtype=np.float64)  # exact: powers of two
+    product = np.matmul(_quantize(folded, -1, bits), rows_int)
     return product.astype(np.float32)
 
 
@@ -122,21 +135,28 @@ class Linear:
         """From a ``Weights`` scope holding ``weight`` [out, in] and ``bias`` [out]."""
         return cls(weights.get("weight", shape), weights.get("bias", shape[:1]), prepared)
 
-    def _quantized_weight(self, bits: int) -> tuple[np.ndarray, np.ndarray]:
-        weight_int, weight_scale = _quantize(self.weight_t, 0, bits)  # per output unit
-        return np.ascontiguousarray(weight_int), weight_scale
+    @classmethod
+    def stacked(cls, parts: list["Linear"], prepared: PreparedStore | None = None) -> "Linear":
+        """One layer computing ``parts`` side by side (their outputs concatenated), e.g. attention's query, key
+        and value: one GEMM instead of three, the same bits (each output column is its own dot product)."""
+        biases = [part.bias for part in parts]
+        bias = None if any(b is None for b in biases) else np.concatenate(biases)
+        return cls(np.concatenate([part.weight for part in parts]), bias, prepared)
+
+    def _quantized_weight(self, bits: int) -> tuple[np.ndarray]:
+        return (np.ascontiguousarray(_quantize(self.weight_t, 0, bits)),)  # per output unit
 
     def _exact_weight(self):
         if self._exact is None:
             bits = gemm_bits(self.in_features)
             if self.prepared is None:
-                weight_int, weight_scale = self._quantized_weight(bits)
+                (weight_q,) = self._quantized_weight(bits)
             else:
                 content = hashlib.sha256(np.ascontiguousarray(self.weight).data).hexdigest()
                 key = f"v{KERNELS_VERSION}-{content}-{self.out_features}x{self.in_features}-{bits}"
-                weight_int, weight_scale = self.prepared.arrays(key, ("int", "scale"), lambda: self._quantized_weight(bits))
+                (weight_q,) = self.prepared.arrays(key, ("quantized",), lambda: self._quantized_weight(bits))
             bias = None if self.bias is None else self.bias.astype(np.float64)
-            self._exact = (bits, weight_int, weight_scale, bias)
+            self._exact = (bits, weight_q, bias)
         return self._exact
 
     def nbytes(self) -> int:
@@ -152,11 +172,8 @@ class Linear:
             if self.bias is not None:
                 out += self.bias
             return out.reshape(*lead, self.out_features)
-        bits, weight_int, weight_scale, bias = self._exact_weight()
-        x_int, x_scale = _quantize(x2, -1, bits)
-        out = x_int @ weight_int  # [M, out], exact integers
-        out *= weight_scale
-        out *= x_scale
+        bits, weight_q, bias = self._exact_weight()
+        out = _quantize(x2, -1, bits) @ weight_q  # [M, out], exact: no rounding before the bias
         if bias is None:
             return out.astype(np.float32).reshape(*lead, self.out_features)
         # the sum in float64, rounded once into the float32 result: no float64 temporary
