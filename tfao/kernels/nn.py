@@ -139,11 +139,12 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, 
         centred += bias
         return centred
     n = x.shape[-1]
-    centred = np.subtract(x, tree_sum(x, keepdims=True) / n, dtype=np.float64)  # float32 x widens exactly
-    var = tree_sum(centred * centred, keepdims=True) / n
+    centred = as64(x)  # float32 x widens exactly; the parameters too, so no step casts on the fly
+    centred -= tree_sum(centred, keepdims=True) / n
+    var = tree_sum(np.square(centred), keepdims=True) / n
     centred /= np.sqrt(var + eps)
-    centred *= weight
-    centred += bias
+    centred *= as64(weight)
+    centred += as64(bias)
     return centred.astype(np.float32)
 
 

@@ -75,9 +75,9 @@ _ERF_STEP_INV = 16.0
 _ERF_LAST = 6.0  # erf(z) rounds to 1 in float64 from here on
 _ERF_COEFFS = _erf_table(1.0 / _ERF_STEP_INV, _ERF_LAST, degree=6)
 _ERF_ROUNDING = {np.float64: (np.float64(_ROUND_MAGIC), np.int64), np.float32: (np.float32(1.5 * 2**23), np.int32)}
-# One row per centre, highest degree first: a single row gather fetches all of an element's coefficients
-# (one 56-byte copy per element instead of seven scattered 8-byte ones).
-_ERF_ROWS = {dtype: np.ascontiguousarray(_ERF_COEFFS[::-1].T.astype(dtype)) for dtype in (np.float64, np.float32)}
+# One contiguous table per coefficient, highest degree first: each gather and each Horner step reads
+# and writes contiguous memory.
+_ERF_TABLES = {dtype: [np.ascontiguousarray(row.astype(dtype)) for row in _ERF_COEFFS[::-1]] for dtype in (np.float64, np.float32)}
 
 
 def erf_eval(z: np.ndarray, dtype) -> np.ndarray:
@@ -90,12 +90,14 @@ def erf_eval(z: np.ndarray, dtype) -> np.ndarray:
     index = shifted.view(int_type) - magic.view(int_type)
     shifted -= magic
     u -= shifted  # exact: the offset from the centre
-    coeffs = _ERF_ROWS[dtype].take(index, axis=0, mode="clip")  # [n, degree + 1]
-    result = coeffs[..., 0] * u
-    result += coeffs[..., 1]
-    for k in range(2, coeffs.shape[-1]):
-        result *= u
-        result += coeffs[..., k]
+    highest, *tables = _ERF_TABLES[dtype]
+    result = highest.take(index, mode="clip")
+    result *= u
+    coeff = shifted  # reused: its values are no longer needed
+    for k, table in enumerate(tables):
+        if k:
+            result *= u
+        result += table.take(index, out=coeff, mode="clip")
     return np.copysign(result, z, out=result)
 
 
