@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .modes import KERNELS_VERSION, resolve_mode
+from .reductions import max_reduce
 
 
 def gemm_bits(k: int) -> int:
@@ -25,8 +26,8 @@ def gemm_bits(k: int) -> int:
 
 
 def _row_exponents(x: np.ndarray, axis: int) -> np.ndarray:
-    """``e`` with absmax < 2**e for each slice along ``axis`` (0 for all-zero slices), as float64 exponents."""
-    absmax = np.maximum.reduce(np.abs(x), axis=axis, keepdims=True)  # the ufunc itself: no Python wrapper
+    """The integer ``e`` with absmax < 2**e for each slice along ``axis`` (0 for all-zero slices)."""
+    absmax = max_reduce(np.abs(x), axis=axis, keepdims=True)
     return np.frexp(absmax.astype(np.float64))[1]
 
 
@@ -42,12 +43,13 @@ def _quantize(x: np.ndarray, axis: int, bits: int) -> np.ndarray:
     """
     exponent = _row_exponents(x, axis)
     if x.dtype == np.float32 and bits <= 22 and exponent.size and -100 < exponent.min() and exponent.max() < 100:
-        magic = np.ldexp(np.float32(1.5), (23 - bits + exponent).astype(np.int32)).astype(np.float32)
+        magic = np.ldexp(np.float32(1.5), 23 - bits + exponent)  # float32: frexp's exponents are int32
         rounded = x + magic
         rounded -= magic
         return rounded.astype(np.float64)
     magic = np.ldexp(1.5, 52 - bits + exponent)
-    rounded = np.add(x, magic, dtype=np.float64)
+    rounded = x.astype(np.float64)  # a copy: widening first, then in place, beats mixed-type arithmetic
+    rounded += magic
     rounded -= magic
     return rounded
 

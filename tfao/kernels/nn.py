@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .modes import resolve_mode
-from .reductions import tree_sum
+from .reductions import max_reduce, tree_sum
 from .transcendentals import as64, elementwise, erf_eval, exp64, log64, tanh64
 
 _SQRT_HALF = 0.7071067811865476
@@ -106,7 +106,7 @@ def softmax(x: np.ndarray, axis: int = -1, where: np.ndarray | None = None, mode
     x64 = as64(x)
     if where is not None:
         x64 = np.where(where, x64, -np.inf)
-    peak = np.max(x64, axis=axis, keepdims=True)
+    peak = max_reduce(x64, axis=axis, keepdims=True)
     peak[~np.isfinite(peak)] = 0.0  # a fully masked row stays finite (all zeros)
     e = exp64(x64 - peak)
     if where is not None:

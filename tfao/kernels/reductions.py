@@ -17,27 +17,34 @@ def tree_sum(x: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarra
     extra trailing zeros (padded tokens) do not change the result.
     """
     x = np.asarray(x)
+    axis = axis + x.ndim if axis < 0 else axis
     n = x.shape[axis]
     width = 1 << max(n - 1, 0).bit_length()
-    if axis in (-1, x.ndim - 1) and width > _SHORT:
+    if axis == x.ndim - 1 and width > _SHORT:
         acc = np.empty((*x.shape[:-1], width), dtype=np.float64)
         acc[..., :n] = x
         acc[..., n:] = 0.0
         while width > _SHORT:  # in place: the halves never overlap
             width //= 2
             np.add(acc[..., :width], acc[..., width:2 * width], out=acc[..., :width])
-        acc = np.moveaxis(acc[..., :width], -1, 0).copy()
+        acc = acc[..., :width].transpose(axis, *range(axis)).copy()
     else:
-        front = np.moveaxis(x, axis, 0)
-        acc = np.empty((width, *front.shape[1:]), dtype=np.float64)
-        acc[:n] = front
+        acc = np.empty((width, *x.shape[:axis], *x.shape[axis + 1:]), dtype=np.float64)
+        acc[:n] = x.transpose(axis, *range(axis), *range(axis + 1, x.ndim))
         acc[n:] = 0.0
     while width > 1:  # the reduced axis first: each halving is one pass over a contiguous block
         width //= 2
         np.add(acc[:width], acc[width:2 * width], out=acc[:width])
-    return np.expand_dims(acc[0], axis) if keepdims else acc[0]
+    return acc[:1].reshape(x.shape[:axis] + (1,) + x.shape[axis + 1:]) if keepdims else acc[0]
 
 
 def max_reduce(x: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarray:
-    """Maximum (exact and order-free, so the same in every mode)."""
-    return np.max(x, axis=axis, keepdims=keepdims)
+    """Maximum (exact and order-free, so the same in every mode); NaN wins."""
+    x = np.asarray(x)
+    axis = axis + x.ndim if axis < 0 else axis
+    if x.ndim == 1 or x.shape[axis] > _SHORT:
+        return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+    # short: one reduction per row costs more than a copy with the axis first, whose maxima are elementwise
+    front = np.ascontiguousarray(x.transpose(axis, *range(axis), *range(axis + 1, x.ndim)))
+    peak = np.maximum.reduce(front, axis=0)
+    return peak.reshape(x.shape[:axis] + (1,) + x.shape[axis + 1:]) if keepdims else peak
