@@ -195,7 +195,7 @@ class Node:
         self.workers: dict[str, threading.Thread] = {}
         self.changed = threading.Condition()
         self.signed_push_lock = threading.Lock()
-        self.result_listeners: list[Callable[[str], None]] = []  # called with a process id after each result
+        self.result_listeners: list[Callable[[str, int], None]] = []  # called with (process id, slot) after each result
         self.closing = False
         self.module_id = self._default_module()
         threading.Thread(target=self._cron_loop, daemon=True, name="cron").start()
@@ -586,7 +586,7 @@ class Node:
             self.store.add_result(conn, scheduled, dict(result, Refused=refused) if refused else result)
         self._wake()
         for listener in list(self.result_listeners):
-            listener(pid)
+            listener(pid, scheduled.nonce)
 
     def _restart(self, pid: str) -> None:
         """Rebuild a process host that went away (its state comes back from the log)."""
