@@ -276,8 +276,9 @@ class Node:
         return item
 
     def _record(self, item: DataItem) -> None:
-        """Keep the signed item in the weave so the gateway serves it (GraphQL, /raw/ID)."""
-        self.weave.add_item(item)
+        """Keep the signed item in the weave so the gateway serves it (GraphQL, /raw/ID): one the node
+        has verified on submission or signed itself."""
+        self.weave.add_item(item, verified=True)
 
     def _create_process(self, item: DataItem, conn=None) -> None:
         module_id = item.tag("Module")
@@ -604,7 +605,7 @@ class Node:
 
     def _push_outbox(self, conn, pid: str, scheduled: ScheduledMessage, result: dict) -> list[dict]:
         """Deliver what the process sent to local processes, in the result's transaction; returns the refusals."""
-        module_id = DataItem.parse(self.store.message(pid, 0).item).tag("Module")
+        module_id = self.envs[pid]["Module"]["Id"]
         push = {"Messages": lambda out: self._push_message(conn, pid, module_id, scheduled, out),
                 "Spawns": lambda spawn: self._push_spawn(conn, pid, scheduled, spawn),
                 "Assignments": lambda assignment: self._push_assignment(conn, assignment)}
