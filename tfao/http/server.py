@@ -213,7 +213,7 @@ class NodeServer:
         self.max_body = max_body
         self.result_wait = result_wait
         self.limiter: anyio.CapacityLimiter | None = None
-        self.result_events: dict[str, asyncio.Event] = {}  # process id -> set at its next result
+        self.result_events: dict[tuple[str, int], asyncio.Event] = {}  # (process id, slot) -> set at its result
         self.waiters: collections.Counter[str | None] = collections.Counter()  # client address -> waiting requests
 
     @asynccontextmanager
@@ -221,8 +221,8 @@ class NodeServer:
         self.limiter = anyio.CapacityLimiter(WORKER_THREADS)
         loop = asyncio.get_running_loop()
 
-        def result_stored(pid: str) -> None:  # on the node's evaluation thread
-            loop.call_soon_threadsafe(self.result_stored, pid)
+        def result_stored(pid: str, slot: int) -> None:  # on the node's evaluation thread
+            loop.call_soon_threadsafe(self.result_stored, pid, slot)
 
         self.node.result_listeners.append(result_stored)
         try:
@@ -230,8 +230,8 @@ class NodeServer:
         finally:
             self.node.result_listeners.remove(result_stored)
 
-    def result_stored(self, pid: str) -> None:
-        event = self.result_events.pop(pid, None)
+    def result_stored(self, pid: str, slot: int) -> None:
+        event = self.result_events.pop((pid, slot), None)
         if event is not None:
             event.set()
 
@@ -253,7 +253,8 @@ class NodeServer:
         deadline = time.monotonic() + self.result_wait
         try:
             while True:
-                event = self.result_events.setdefault(pid, asyncio.Event())  # before the check: no notice is missed
+                # before the check, so no notice is missed; one per slot, so a result wakes only its waiters
+                event = self.result_events.setdefault((pid, slot), asyncio.Event())
                 try:
                     return await self.blocking(self.node.result_at, pid, slot, timeout=0)
                 except TimeoutError:
@@ -639,6 +640,9 @@ def register(subparsers) -> None:
                         help=f"processes this node runs at most (default {MAX_PROCESSES}, fewer if descriptors are short)")
     parser.add_argument("--max-processes-per-owner", type=int, default=MAX_PROCESSES_PER_OWNER,
                         help=f"processes one wallet may spawn (default {MAX_PROCESSES_PER_OWNER})")
+    parser.add_argument("--wallet-signs-assignments", action="store_true",
+                        help="sign assignments with the node's RSA wallet, for clients that require the process's"
+                             " Scheduler to sign them (default: the node's Ed25519 scheduler key, ~100x cheaper)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="warning",
                         help="what to log on stderr: info logs every request (method, path, status, duration)"
                              " (default warning)")
@@ -649,7 +653,8 @@ def run_serve(args) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = {"eval_timeout": args.eval_timeout, "max_processes": args.max_processes,
-              "max_processes_per_owner": args.max_processes_per_owner}
+              "max_processes_per_owner": args.max_processes_per_owner,
+              "wallet_signs_assignments": args.wallet_signs_assignments}
     with open_home(getattr(args, "home", None) or home_dir(), **limits) as node:
         record = node.home / SERVING_RECORD
 
