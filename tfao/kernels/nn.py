@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .modes import resolve_mode
-from .reductions import max_reduce, tree_sum
+from .reductions import fast_sum, max_reduce, tree_sum
 from .transcendentals import as64, elementwise, erf_eval, exp64, log64, tanh64
 
 _SQRT_HALF = 0.7071067811865476
@@ -99,9 +99,9 @@ def softmax(x: np.ndarray, axis: int = -1, where: np.ndarray | None = None, mode
         x = np.asarray(x, dtype=np.float32)
         if where is not None:
             x = np.where(where, x, np.float32(-np.inf))
-        e = x - np.maximum.reduce(x, axis=axis, keepdims=True)
+        e = x - max_reduce(x, axis=axis, keepdims=True)
         np.exp(e, out=e)
-        e /= np.add.reduce(e, axis=axis, keepdims=True)
+        e /= fast_sum(e, axis=axis, keepdims=True)
         return e
     x64 = as64(x)
     if where is not None:

@@ -38,13 +38,23 @@ def tree_sum(x: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarra
     return acc[:1].reshape(x.shape[:axis] + (1,) + x.shape[axis + 1:]) if keepdims else acc[0]
 
 
-def max_reduce(x: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarray:
-    """Maximum (exact and order-free, so the same in every mode); NaN wins."""
+def _short_axis_reduce(ufunc, x: np.ndarray, axis: int, keepdims: bool) -> np.ndarray:
+    """``ufunc.reduce`` along ``axis``; a short axis is first moved to the front in one copy, where the
+    reduction is elementwise over contiguous slabs (one reduction per short row costs more than the copy)."""
     x = np.asarray(x)
     axis = axis + x.ndim if axis < 0 else axis
     if x.ndim == 1 or x.shape[axis] > _SHORT:
-        return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
-    # short: one reduction per row costs more than a copy with the axis first, whose maxima are elementwise
+        return ufunc.reduce(x, axis=axis, keepdims=keepdims)
     front = np.ascontiguousarray(x.transpose(axis, *range(axis), *range(axis + 1, x.ndim)))
-    peak = np.maximum.reduce(front, axis=0)
-    return peak.reshape(x.shape[:axis] + (1,) + x.shape[axis + 1:]) if keepdims else peak
+    result = ufunc.reduce(front, axis=0)
+    return result.reshape(x.shape[:axis] + (1,) + x.shape[axis + 1:]) if keepdims else result
+
+
+def max_reduce(x: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarray:
+    """Maximum (exact and order-free, so the same in every mode); NaN wins."""
+    return _short_axis_reduce(np.maximum, x, axis, keepdims)
+
+
+def fast_sum(x: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarray:
+    """Sum in the input's type, in whatever order is quickest: for fast mode, not for exact bits."""
+    return _short_axis_reduce(np.add, x, axis, keepdims)
