@@ -112,8 +112,8 @@ class BertModel:
         q, k, v = qkv.reshape(batch, length, 3, self.heads, head_dim).transpose(2, 0, 3, 1, 4)  # 3 x [B, nh, T, hd], views
         scores = ops.matmul(q, k.transpose(0, 1, 3, 2), mode=mode)  # [B, nh, T, T]
         scores *= np.float32(1.0 / math.sqrt(head_dim))
-        probs = ops.softmax(scores, where=keep[:, None, None, :], mode=mode)  # [B, nh, T, T]
-        if mode == "exact":
+        probs = ops.softmax(scores, where=None if keep is None else keep[:, None, None, :], mode=mode)  # [B, nh, T, T]
+        if mode == "exact" and keep is not None:
             # Padded keys get probability 0; zeroing their values keeps each column's scale independent of
             # how much padding the batch has.
             v = np.where(keep[:, None, :, None], v, np.float32(0.0))
@@ -136,7 +136,9 @@ class BertModel:
         length = input_ids.shape[1]
         if length > self.max_positions:
             raise ValueError(f"sequence of {length} tokens exceeds max_position_embeddings {self.max_positions}")
-        keep = np.ones(input_ids.shape, dtype=bool) if attention_mask is None else np.asarray(attention_mask).reshape(input_ids.shape) != 0
+        keep = None if attention_mask is None else np.asarray(attention_mask).reshape(input_ids.shape) != 0
+        if keep is not None and keep.all():
+            keep = None  # no padding: masking would change nothing, so skip its passes
         token_types = np.zeros_like(input_ids) if token_type_ids is None else np.asarray(token_type_ids, dtype=np.int64).reshape(input_ids.shape)
         x = self.embeddings["word"][input_ids]  # [B, T, H]
         x = x + self.embeddings["token_type"][token_types]
