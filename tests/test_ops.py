@@ -118,6 +118,60 @@ def test_tree_sum_order_is_fixed_and_padding_invariant():
     assert ops.tree_sum(np.asfortranarray(x))[3] == ops.tree_sum(x[3:4])[0]
 
 
+def halving_tree(values: list[float]) -> float:
+    """The specified order: zero-pad to a power of two, then add element i to element i + half until one is left."""
+    width = 1 << max(len(values) - 1, 0).bit_length()
+    acc = [float(v) for v in values] + [0.0] * (width - len(values))
+    while width > 1:
+        width //= 2
+        acc = [acc[i] + acc[i + width] for i in range(width)]
+    return acc[0]
+
+
+@pytest.mark.parametrize("shape,axis", [((3, 5, 7), -1), ((3, 5, 70), -1), ((2, 300), -1), ((40, 3), 0), ((3, 33, 4), 1)])
+def test_tree_sum_is_the_halving_tree_along_short_and_long_axes(shape, axis):
+    x = rng.standard_normal(shape) * 10.0 ** rng.integers(-8, 8, shape)  # wide exponents: the order shows
+    got = ops.tree_sum(x, axis=axis)
+    lines = np.moveaxis(x, axis, -1).reshape(-1, shape[axis])
+    assert got.reshape(-1).tolist() == [halving_tree(line) for line in lines]
+    assert ops.tree_sum(x, axis=axis, keepdims=True).shape == tuple(1 if i == axis % len(shape) else n for i, n in enumerate(shape))
+
+
+def test_max_reduce_on_short_and_long_axes():
+    for shape in ((6, 4, 16), (6, 4, 100)):
+        x = rng.standard_normal(shape).astype(np.float32)
+        x[0, 0, 3] = np.nan
+        for axis in range(3):
+            np.testing.assert_array_equal(ops.max_reduce(x, axis=axis, keepdims=True), np.max(x, axis=axis, keepdims=True))
+
+
+def test_float32_rounding_of_activations_gives_the_float64_path_numbers():
+    from tfao.kernels.gemm import _quantize
+
+    x = rng.standard_normal((6, 300)).astype(np.float32)
+    x[1] = ((rng.integers(-2**21, 2**21, 300) * 2 + 1) * 2.0**-24).astype(np.float32)  # every value a tie
+    x[2] *= np.float32(2.0**-90)
+    x[3] *= np.float32(2.0**90)
+    x[4] = 0.0
+    for bits in (22, 21, 12):
+        as_float32 = _quantize(x, -1, bits)  # rounds in float32
+        as_float64 = _quantize(x.astype(np.float64), -1, bits)  # the reference path
+        assert as_float32.dtype == np.float64 and as_float32.tobytes() == as_float64.tobytes()
+        shift = bits - np.frexp(np.abs(x).max(axis=1, keepdims=True))[1]  # the definition: rint(x 2**shift) 2**-shift
+        assert as_float32.tobytes() == (np.rint(x * 2.0**shift) * 2.0**-shift).tobytes()
+
+
+def test_stacked_linear_has_the_bits_of_its_parts():
+    x = rng.standard_normal((7, 48)).astype(np.float32)
+    parts = [ops.Linear(rng.standard_normal((n, 48)).astype(np.float32), rng.standard_normal(n).astype(np.float32))
+             for n in (16, 16, 24)]
+    stacked = ops.Linear.stacked(parts)
+    assert (stacked.out_features, stacked.in_features) == (56, 48)
+    separate = np.concatenate([part(x, mode="exact") for part in parts], axis=-1)
+    assert stacked(x, mode="exact").tobytes() == separate.tobytes()
+    np.testing.assert_allclose(stacked(x, mode="fast"), separate, rtol=1e-5, atol=1e-5)
+
+
 def test_softmax_layer_norm_pooling_against_float64():
     scores = rng.standard_normal((2, 3, 4, 7)).astype(np.float32) * 5
     keep = np.array([[1, 1, 1, 1, 0, 0, 0], [1] * 7], bool)[:, None, None, :]
