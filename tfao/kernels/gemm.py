@@ -1,7 +1,7 @@
-"""Matrix products. Exact mode quantizes each activation row and each weight column to signed integers with
-a power-of-two scale, with few enough bits that every product and partial sum is an integer below 2**53,
-multiplies the integer-valued float64 matrices with dgemm (any summation order gives the exact integer),
-rescales by the powers of two (exact) and rounds once to float32. A row's result depends on that row only.
+"""Matrix products. Exact mode quantizes each activation row and each weight column to signed integers times
+a power-of-two scale, with few enough bits that every product and partial sum is such an integer below 2**53
+times the two scales, so float64 holds each exactly: dgemm (any summation order) gives the exact sum, which
+is rounded once to float32. A row's result depends on that row only.
 
 Non-finite inputs: a NaN or inf in a GEMM row makes that output row non-finite; other rows are unaffected.
 """
@@ -117,10 +117,10 @@ def weighted_rows(weights: np.ndarray, rows: np.ndarray, mode: str | None = None
 
 
 class Linear:
-    """``x @ weight.T + bias`` with the weight prepared once per mode (float32 for fast, integers for exact).
+    """``x @ weight.T + bias`` with the weight prepared once per mode (float32 for fast, quantized for exact).
 
     ``weight`` is [out, in] as checkpoints store it; it is used in place (a memory-mapped checkpoint stays
-    shared). With a ``PreparedStore`` the exact-mode integers are memory-mapped from it too.
+    shared). With a ``PreparedStore`` the exact-mode weights are memory-mapped from it too.
     """
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray | None = None, prepared: PreparedStore | None = None):
