@@ -13,7 +13,7 @@ _SQRT_2_OVER_PI = 0.7978845608028654
 
 
 def _gelu_any(x: np.ndarray) -> np.ndarray:
-    y = erf_eval(x * x.dtype.type(_SQRT_HALF), x.dtype.type)
+    y = erf_eval(x, x.dtype.type, scale=_SQRT_HALF)  # erf(x / sqrt 2)
     y += 1.0
     y *= x
     y *= 0.5

@@ -80,11 +80,15 @@ _ERF_ROUNDING = {np.float64: (np.float64(_ROUND_MAGIC), np.int64), np.float32: (
 _ERF_TABLES = {dtype: [np.ascontiguousarray(row.astype(dtype)) for row in _ERF_COEFFS[::-1]] for dtype in (np.float64, np.float32)}
 
 
-def erf_eval(z: np.ndarray, dtype) -> np.ndarray:
-    """erf by table lookup and a Horner polynomial, computed in ``dtype``."""
+def erf_eval(z: np.ndarray, dtype, scale: float = 1.0) -> np.ndarray:
+    """erf(scale * z) by table lookup and a Horner polynomial, computed in ``dtype``.
+
+    ``scale`` (> 0) multiplies in with the table step, a power of two: the same numbers as scaling ``z`` first,
+    in one pass fewer.
+    """
     u = np.abs(z)
-    np.minimum(u, _ERF_LAST, out=u)
-    u *= dtype(_ERF_STEP_INV)
+    u *= dtype(scale * _ERF_STEP_INV)
+    np.minimum(u, dtype(_ERF_LAST * _ERF_STEP_INV), out=u)
     magic, int_type = _ERF_ROUNDING[dtype]  # u <= 96: adding the magic number rounds it in either type
     shifted = u + magic
     index = shifted.view(int_type) - magic.view(int_type)
