@@ -8,6 +8,8 @@ the state its log leads to.
 
 from __future__ import annotations
 
+import gc
+import os
 import time
 
 import tfao.node.node as node_module
@@ -77,3 +79,19 @@ def test_replay_reads_the_log_in_pages(tmp_path, monkeypatch):
         process.eval("error('not replayed')")
         assert evicted(node, process)
         assert value(process) == "7"
+
+
+def test_evicting_and_rebuilding_hosts_leaks_no_descriptors(tmp_path):
+    def descriptors_after_a_round() -> int:
+        for process in processes:
+            assert value(process) == "1"
+        assert live_hosts_settle(node, 2)
+        gc.collect()  # an evaluation thread's database connection goes with the thread
+        return len(os.listdir("/proc/self/fd"))
+
+    with Node(tmp_path / "node", max_live_hosts=2) as node:
+        processes = [node.spawn() for _ in range(5)]
+        for process in processes:
+            process.eval(f"Value = 1\n{KEEP}")
+        first = descriptors_after_a_round()
+        assert max(descriptors_after_a_round() for _ in range(3)) <= first + 2
