@@ -337,6 +337,7 @@ LUA_ALIASES = {"unet_model": "model", "uncond_prompt": "negative_prompt", "n_ste
 LUA_FILES = {"model": "unet/diffusion_pytorch_model.safetensors", "clip_model": "text_encoder/model.safetensors",
              "vae_model": "vae/diffusion_pytorch_model.safetensors", "tokenizer": "tokenizer/tokenizer.json"}
 _DATA_URL = "data:image/png;base64,"
+IMAGE_TAGS = (("Content-Type", "image/png"), ("Type", "Image"))  # of the weave items store = true makes
 
 
 def lua_options(opts: dict) -> dict:
@@ -401,8 +402,6 @@ def _generation_inputs(opts: dict, img2img: bool) -> dict:
     version = version.decode("utf-8", "replace") if isinstance(version, bytes) else version
     if version is not None and str(version) not in ("1.5", "v1.5"):
         raise ValueError(f"sd_version {version} is not supported (only Stable Diffusion 1.5)")
-    if opts.get("store"):
-        raise ValueError("store = true is not supported yet: the image comes back as a data URL")
     prompt = _text_option(opts, "prompt")
     if prompt is None:
         raise ValueError("opts.prompt is required")
@@ -459,9 +458,9 @@ def generate(pipe: StableDiffusionPipeline, inputs: dict, mode: str) -> tuple[li
     return [result.png(i) for i in range(len(result.pixels))], result.multiply_adds
 
 
-def generate_reply(images: list[bytes], opts: dict) -> list:
-    """One image: its data URL; several: a list of them."""
+def generate_reply(images: list, opts: dict) -> list:
+    """One image: its data URL (with ``store = true``: its weave id); several: a list of them."""
     import base64
 
-    urls = [_DATA_URL + base64.b64encode(png).decode("ascii") for png in images]
-    return [urls[0] if len(urls) == 1 else urls]
+    values = images if opts.get("store") else [_DATA_URL + base64.b64encode(png).decode("ascii") for png in images]
+    return [values[0] if len(values) == 1 else values]
