@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tfao.kernels import ops
-from tfao.models import bert, stable_diffusion as sd, t5
+from tfao.models import bert, clip, stable_diffusion as sd, t5
 from tfao.models.cache import MODEL_CACHE
 from tfao.models.sources import ModelSource, SourceError
 
@@ -60,6 +60,16 @@ FAMILIES: dict[str, Family] = {
             size=bert.SentenceEncoder.nbytes,
             tasks={"feature-extraction": bert.FeatureExtractionPipeline},
             lua={"encode_text": LuaFunction(bert.encode_text_inputs, bert.encode_text, bert.encode_text_reply)},
+            lua_tasks={"feature-extraction": ("encode_text", "prompt")},
+            lua_files={"model": "model.safetensors", "tokenizer": "tokenizer.json", "config": "config.json"},
+        ),
+        Family(
+            name="clip",
+            detect=clip.detect,
+            load=clip.CLIPTextEmbedder.from_source,
+            size=clip.CLIPTextEmbedder.nbytes,
+            tasks={"feature-extraction": clip.FeatureExtractionPipeline},
+            lua={"encode_text": LuaFunction(clip.encode_text_inputs, clip.encode_text, clip.encode_text_reply)},
             lua_tasks={"feature-extraction": ("encode_text", "prompt")},
             lua_files={"model": "model.safetensors", "tokenizer": "tokenizer.json", "config": "config.json"},
         ),
