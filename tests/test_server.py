@@ -183,7 +183,7 @@ def test_scheduler_routes(served):
     assert node["message"]["owner"]["address"] == OWNER.address and node["message"]["target"] == pid
     assignment_tags = {t["name"]: t["value"] for t in node["assignment"]["tags"]}
     assert assignment_tags["Nonce"] == "1" and assignment_tags["Message"] == first
-    assert node["assignment"]["owner"]["address"] == served.node.address
+    assert node["assignment"]["owner"]["address"] == served.node.assignment_signer.address
     rest = served.http.get(f"/{pid}", params={"from-nonce": 2}).json()
     assert [e["node"]["message"]["id"] for e in rest["edges"]] == [second]
     assert rest["page_info"]["has_next_page"] is False

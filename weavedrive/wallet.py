@@ -211,6 +211,18 @@ def default_wallet(home: Path | None = None) -> Wallet:
     return _wallet_at(path.resolve())
 
 
+def home_ed25519_signer(home: Path, name: str) -> Ed25519Signer:
+    """The Ed25519 key at ``<home>/<name>`` (its 32-byte seed), generated and saved on first use."""
+    path = Path(home).resolve() / name
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _write_private_file(path, ed25519.Ed25519PrivateKey.generate().private_bytes_raw(), replace=False)
+    seed = path.read_bytes()
+    if len(seed) != 32:
+        raise ValueError(f"{path} is not an Ed25519 key (expected its 32-byte seed, found {len(seed)} bytes)")
+    return Ed25519Signer.from_private_bytes(seed)
+
+
 @functools.lru_cache(maxsize=8)
 def _wallet_at(path: Path) -> Wallet:
     if not path.exists():

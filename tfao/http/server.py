@@ -639,6 +639,9 @@ def register(subparsers) -> None:
                         help=f"processes this node runs at most (default {MAX_PROCESSES}, fewer if descriptors are short)")
     parser.add_argument("--max-processes-per-owner", type=int, default=MAX_PROCESSES_PER_OWNER,
                         help=f"processes one wallet may spawn (default {MAX_PROCESSES_PER_OWNER})")
+    parser.add_argument("--wallet-signs-assignments", action="store_true",
+                        help="sign assignments with the node's RSA wallet, for clients that require the process's"
+                             " Scheduler to sign them (default: the node's Ed25519 scheduler key, ~100x cheaper)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="warning",
                         help="what to log on stderr: info logs every request (method, path, status, duration)"
                              " (default warning)")
@@ -649,7 +652,8 @@ def run_serve(args) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = {"eval_timeout": args.eval_timeout, "max_processes": args.max_processes,
-              "max_processes_per_owner": args.max_processes_per_owner}
+              "max_processes_per_owner": args.max_processes_per_owner,
+              "wallet_signs_assignments": args.wallet_signs_assignments}
     with open_home(getattr(args, "home", None) or home_dir(), **limits) as node:
         record = node.home / SERVING_RECORD
 

@@ -5,6 +5,14 @@ timestamp, a block height and a hash-chain link with a signed assignment, stores
 acknowledging, evaluates them in order in the process's host, stores the result, and pushes the
 outbox (messages, spawns, assignments) to local processes as the messenger would.
 
+Assignments are signed with the node's Ed25519 *scheduler key* (ANS-104 signature type 2,
+``scheduler-ed25519.key`` in the home): an RSA-4096 signature costs 2 to 7 ms here and the
+scheduler signs one per message, an Ed25519 one about 50 us. The node's wallet stays its identity
+(the processes' ``Scheduler`` and ``Authority``, the items it pushes). aoconnect and aos read an
+assignment's tags and never check who signed it; a client that requires the assignment's signer to
+be the process's ``Scheduler`` gets ``wallet_signs_assignments=True`` (``tfao serve
+--wallet-signs-assignments``), at the RSA cost.
+
 An outbox entry the node cannot turn into a valid message (not a table, tags over the ANS-104
 limits, a spawn of a module this node does not hold, ...) is refused, as a messenger's push
 would fail: the process's state and the entry stay as the process made them, nothing is delivered
@@ -17,6 +25,7 @@ no ``Spawned`` notice is sent, so a process that spawns an unknown module sees i
 from __future__ import annotations
 
 import base64
+import collections
 import fcntl
 import hashlib
 import json
@@ -25,17 +34,18 @@ import shutil
 import tempfile
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from tfao.bridges.context import ProcessContext
 from tfao.protocol import MODULE_FORMAT, VARIANT, ao_tags, data_or_space, is_decimal, tag_list
-from tfao.sandbox.host import DEFAULT_EVAL_TIMEOUT, HostConfig, HostError, Zygote
+from tfao.sandbox.host import DEFAULT_EVAL_TIMEOUT, NOT_EVALUATED, HostConfig, HostError, Zygote
 from tfao.sandbox.aos import DEFAULT_COMPUTE_LIMIT, DEFAULT_MEMORY_LIMIT, blueprint, error_result, limits_from_tags
 from tfao.node.store import DamagedLog, NodeStore, ScheduledMessage
 from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_decode, b64url_encode, first_tag, sign_data_item
 from weavedrive.store import WeaveStore
-from weavedrive.wallet import Wallet, default_wallet
+from weavedrive.wallet import Wallet, default_wallet, home_ed25519_signer
 
 DRYRUN_BOOT_WAIT = 300.0  # seconds a dry-run waits for a new process to evaluate its spawn message
 # tags the messenger rewrites when it pushes an outbox message (section 1.6 of the protocol notes)
@@ -44,6 +54,8 @@ PUSH_DROPPED_TAGS = {"Data-Protocol", "Type", "From-Process", "From-Module", "As
 FORWARDING_TAGS = {"data-protocol", "type", "from-process", "from-module", "from-signer"}
 LEGACY_MU_AUTHORITY = "fcoN_xJeisVsPXA-trzVAuIiqO3ydLQxM-L4XbrQKzY"  # the public testnet messenger's wallet
 REPLAY_BATCH = 500
+SCHEDULER_KEY = "scheduler-ed25519.key"  # in the home: the key that signs assignments
+EVAL_BATCH = 64  # the most waiting messages of one process evaluated in one fork of its host
 MAX_PROCESSES = 1000  # processes on one node (each runs a host: an OS process, 3 node descriptors, 2 threads)
 MAX_PROCESSES_PER_OWNER = 100  # processes one wallet may spawn (processes spawned by processes count in total only)
 FDS_PER_PROCESS = 3
@@ -52,6 +64,7 @@ MAX_COMPUTE_LIMIT = DEFAULT_COMPUTE_LIMIT  # the most instructions per message (
 MAX_POSITION = 2**62  # the largest nonce, timestamp or height a query may name (SQLite integers are 64-bit)
 MAX_DRYRUNS = 4  # dry-runs evaluating at once; more wait up to DRYRUN_QUEUE_WAIT, then are refused
 DRYRUN_QUEUE_WAIT = 5.0
+DRYRUN_CACHE_BYTES = 64 * 2**20  # dry-run results kept for repeated dry-runs (their JSON text)
 CRON_TICK = 1.0  # seconds between checks for due cron messages
 CRON_UNITS_MS = {"millisecond": 1, "second": 1000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_000,
                  "week": 604_800_000, "month": 2_592_000_000, "year": 31_536_000_000}
@@ -117,25 +130,57 @@ def decode_cursor(value: str) -> tuple[str, int]:
     return kind, number
 
 
+class SizedCache:
+    """A thread-safe LRU map of strings, bounded by their total length."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.size = capacity, 0
+        self.entries: collections.OrderedDict = collections.OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key) -> str | None:
+        with self.lock:
+            value = self.entries.get(key)
+            if value is not None:
+                self.entries.move_to_end(key)
+            return value
+
+    def put(self, key, value: str) -> None:
+        if len(value) > self.capacity:
+            return
+        with self.lock:
+            old = self.entries.pop(key, None)
+            self.size += len(value) - (len(old) if old is not None else 0)
+            self.entries[key] = value
+            while self.size > self.capacity:
+                _, evicted = self.entries.popitem(last=False)
+                self.size -= len(evicted)
+
+
 class Node:
     """A local AO node over a home folder (``home=None``: a temporary, non-durable one)."""
 
     def __init__(self, home: str | Path | None = None, *, wallet: Wallet | None = None, durable: bool | None = None,
                  eval_timeout: float = DEFAULT_EVAL_TIMEOUT, max_dryruns: int = MAX_DRYRUNS,
                  max_processes: int | None = None, max_processes_per_owner: int = MAX_PROCESSES_PER_OWNER,
-                 max_memory_limit: int = MAX_MEMORY_LIMIT, max_compute_limit: int = MAX_COMPUTE_LIMIT):
+                 max_memory_limit: int = MAX_MEMORY_LIMIT, max_compute_limit: int = MAX_COMPUTE_LIMIT,
+                 wallet_signs_assignments: bool = False):
         self.eval_timeout = eval_timeout
         self.max_processes = max_processes or default_process_cap()
         self.max_processes_per_owner = max_processes_per_owner
         self.max_memory_limit, self.max_compute_limit = max_memory_limit, max_compute_limit
         self.max_dryruns = max_dryruns
         self.dryrun_slots = threading.BoundedSemaphore(max_dryruns)
+        self.dryrun_results = SizedCache(DRYRUN_CACHE_BYTES)
+        self.envs: dict[str, dict] = {}  # each running process's ao.env
         self.temporary = home is None
         self.home = Path(tempfile.mkdtemp(prefix="tfao-node-")) if home is None else Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
         self._lock_home()
         self.wallet = wallet or default_wallet(self.home)
         self.address = self.wallet.address
+        self.assignment_signer = self.wallet if wallet_signs_assignments else home_ed25519_signer(
+            self.home, SCHEDULER_KEY)
         self.weave = WeaveStore(self.home)
         try:
             self.store = NodeStore(self.home / "node.sqlite", durable=not self.temporary if durable is None else durable)
@@ -278,7 +323,7 @@ class Node:
         previous = b64url_decode(pid) if last is None else b64url_decode(last[1]) + b64url_decode(last[2])
         hash_chain = b64url_encode(hashlib.sha256(previous).digest())
         height = self.weave.current_height()
-        assignment = sign_data_item(self.wallet, b"", tags=[
+        assignment = sign_data_item(self.assignment_signer, b"", tags=[
             ("Process", pid), ("Epoch", "0"), ("Nonce", str(nonce)), ("Hash-Chain", hash_chain),
             ("Block-Height", f"{height:012d}"), ("Timestamp", str(timestamp)),
             ("Data-Protocol", "ao"), ("Type", "Assignment"), ("Variant", VARIANT), ("Message", item.id),
@@ -477,7 +522,7 @@ class Node:
             eval_timeout=self.eval_timeout,
         ))
         self.hosts[pid] = host
-        env = self._env(pid)
+        env = self.envs[pid] = self._env(pid)
         done = self.store.successful_messages(pid)
         for start in range(0, len(done), REPLAY_BATCH):
             host.replay([(cu_message(m), env) for m in done[start:start + REPLAY_BATCH]])
@@ -490,6 +535,7 @@ class Node:
             self.changed.notify_all()
 
     def _evaluate_loop(self, pid: str, env: dict) -> None:
+        """Evaluate what is scheduled, in order: everything waiting at once, as one batch of the host."""
         host = self.hosts[pid]
         while True:
             with self.changed:
@@ -497,22 +543,50 @@ class Node:
                     self.changed.wait()
                 if self.closing:
                     return
-            scheduled = self.store.message(pid, self.store.evaluated_upto(pid) + 1)
+            batch = self.store.messages(pid, from_nonce=self.store.evaluated_upto(pid) + 1, limit=EVAL_BATCH)
+            with self.changed:
+                host.batch_results = 0  # results of this batch stored so far (dry-runs wait for the batch)
+                host.batches += 1
             try:
-                result = host.evaluate(cu_message(scheduled), env)
-            except HostError as exc:
-                if self.closing:
-                    return
-                result = error_result(f"the process host stopped during the evaluation: {exc}")
-            with self.store.transaction() as conn:
-                refused = [] if "Error" in result else self._push_outbox(conn, pid, scheduled, result)
-                self.store.add_result(conn, scheduled, dict(result, Refused=refused) if refused else result)
-            self._wake()
-            for listener in list(self.result_listeners):
-                listener(pid)
-            if host.closed and not self.closing:
+                futures, batch_done = host.evaluate([(cu_message(scheduled), env) for scheduled in batch])
+            except HostError as exc:  # the host had already gone
+                futures, batch_done = [_failed(exc)], None
+            lost = False
+            for scheduled, future in zip(batch, futures):
+                try:
+                    result = future.result()
+                except HostError as exc:
+                    if self.closing:
+                        return
+                    result, lost = error_result(f"the process host stopped during the evaluation: {exc}"), True
+                if result is NOT_EVALUATED:
+                    break
+                self._store_result(pid, scheduled, result)
+                with self.changed:
+                    host.batch_results += 1
+                if lost:
+                    break
+            try:
+                if batch_done is not None and not lost:
+                    batch_done.result()
+            except HostError:
+                lost = True
+            with self.changed:
+                host.batch_results = None
+                self.changed.notify_all()
+            if (lost or host.closed) and not self.closing:
+                if not host.closed:
+                    host.close()  # a result went missing: the log says what the state is
                 self._restart(pid)
                 return
+
+    def _store_result(self, pid: str, scheduled: ScheduledMessage, result: dict) -> None:
+        with self.store.transaction() as conn:
+            refused = [] if "Error" in result else self._push_outbox(conn, pid, scheduled, result)
+            self.store.add_result(conn, scheduled, dict(result, Refused=refused) if refused else result)
+        self._wake()
+        for listener in list(self.result_listeners):
+            listener(pid)
 
     def _restart(self, pid: str) -> None:
         """Rebuild a process host that went away (its state comes back from the log)."""
@@ -634,23 +708,41 @@ class Node:
         return self.store.nonce_at_timestamp(pid, number)
 
     def dryrun(self, pid: str, message: dict) -> dict:
-        """Evaluate an unsigned message against the latest state; nothing is kept."""
+        """Evaluate an unsigned message against the latest state; nothing is kept.
+
+        Evaluation is deterministic, so the result of the same message against the same state is
+        kept (``DRYRUN_CACHE_BYTES`` in all) and given again without evaluating; results with an
+        Error are not kept, since a wall-clock limit or a crash may be behind them."""
         if not self.store.has_process(pid):
             raise NotFound(f"process {pid} not found on this node")
-        self.result(pid, pid, timeout=DRYRUN_BOOT_WAIT)  # a process has an Owner and handlers once it has booted
-        last = self.store.message(pid, max(self.store.evaluated_upto(pid), 0))
+        if self.store.evaluated_upto(pid) < 0:
+            self.result(pid, pid, timeout=DRYRUN_BOOT_WAIT)  # a process has an Owner and handlers once it has booted
+        host = self._host(pid)
+        with self.changed:  # a result of the running batch is in the state once the whole batch is
+            while host.batch_results and not self.closing:
+                self.changed.wait()
+            batches, idle = host.batches, host.batch_results is None
+        visible = self.store.evaluated_upto(pid)
+        last = self.store.message(pid, max(visible, 0))
         msg = {"Timestamp": last.timestamp, "Block-Height": last.block_height, "Cron": False, "Target": pid}
         msg.update(message)
         msg["Tags"] = _tag_objects(tag_list(msg.get("Tags")))
         owner = msg.get("Owner")
         msg["From"] = first_tag(tag_list(msg["Tags"]), "From-Process") or msg.get("From") or owner
         msg["Read-Only"] = True
+        key = (pid, visible, json.dumps(msg, sort_keys=True, default=str))
+        known = self.dryrun_results.get(key)
+        if known is not None:
+            return json.loads(known)
         if not self.dryrun_slots.acquire(timeout=DRYRUN_QUEUE_WAIT):
             raise NodeBusy(f"{self.max_dryruns} dry-runs are already running on this node; retry later")
         try:
-            return self._host(pid).dryrun(msg, self._env(pid))
+            result = host.dryrun(msg, self.envs[pid])
         finally:
             self.dryrun_slots.release()
+        if idle and host.batches == batches and "Error" not in result:  # the state was the one after `visible`
+            self.dryrun_results.put(key, json.dumps(result))
+        return result
 
 
 class ProcessHandle:
@@ -719,6 +811,12 @@ def cu_message(scheduled: ScheduledMessage) -> dict:
     if from_process:
         msg["Forwarded-By"] = owner
     return msg
+
+
+def _failed(exc: Exception) -> Future:
+    future: Future = Future()
+    future.set_exception(exc)
+    return future
 
 
 def _lua_type_name(value) -> str:

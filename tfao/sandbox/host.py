@@ -4,10 +4,18 @@ Why fork: a compute unit must roll back a message that ends in ``Error`` and mus
 against the latest state without changing it. A fork is an exact copy-on-write snapshot of the
 whole Lua VM (coroutines, closures, loaded models), so:
 
-* a message is evaluated in a child of the *holder* (the process that holds the committed state).
+* messages are evaluated in a child of the *holder* (the process that holds the committed state).
   On success the child becomes the new holder and the old one exits; on ``Error``, a crash, a
   memory bomb or a compute-limit overrun the child is dropped and the holder is untouched;
 * a dry-run is evaluated in a throw-away child, so it never waits for a running message.
+
+A fork costs milliseconds (it copies the page tables, and the old holder's exit frees them), far more
+than a small handler, so the messages waiting for a process are evaluated as a *batch* in one child,
+one after another, each under its own limits. When message k of a batch fails, the child reports k's
+Error and exits; the messages before k are replayed, without their results, in a fresh child that
+takes over, and the messages after k are answered ``NOT_EVALUATED`` so that the node sends them
+again. The state is then exactly what one child per message would have left, because evaluation is
+deterministic. The last answer of every batch comes from whoever holds the state once it is over.
 
 Every child has a wall-clock limit (``HostConfig.eval_timeout``): a real alarm whose default
 action kills the child wherever it is (a Lua pattern, a finalizer, Python behind a bridge), so a
@@ -49,6 +57,9 @@ DEFAULT_EVAL_TIMEOUT = 30.0  # seconds a message or dry-run may run before it en
 # how long the node waits past the timeout for a dry-run's answer (its child may have been killed)
 DRYRUN_GRACE = 5.0
 MAX_RESULT_BYTES = 16 * 2**20  # one message's result (pickled) at most
+NOT_EVALUATED = None  # the answer for a batch's messages after the one that failed: send them again
+# the answer for a message whose child died after reporting success, in case its result never came
+RESULT_LOST = "the process host lost the result of this message"
 
 
 @dataclass
@@ -128,18 +139,21 @@ class ProcessHost:
         self.pending: dict[int, Future] = {}
         self.ids = itertools.count(1)
         self.closed = False
+        self.batch_results: int | None = None  # the node's count of stored results of the batch running
+        self.batches = 0  # batches begun, so the node can tell that none ran meanwhile
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
-    def _request(self, kind: str, *args) -> Future:
-        future: Future = Future()
+    def _request(self, kind: str, *args, answers: int = 1) -> Future | list[Future]:
+        """Send a request; its future, or ``answers`` futures when it is answered more than once."""
+        futures = [Future() for _ in range(answers)]
         with self.send_lock:
             if self.closed:
                 raise HostError("process host is closed")
-            rid = next(self.ids)
-            self.pending[rid] = future
-            self.conn.send((kind, rid, *args))
-        return future
+            rids = [next(self.ids) for _ in futures]
+            self.pending.update(zip(rids, futures))
+            self.conn.send((kind, rids if answers > 1 else rids[0], *args))
+        return futures if answers > 1 else futures[0]
 
     def _read(self) -> None:
         try:
@@ -159,9 +173,13 @@ class ProcessHost:
             future.set_exception(HostError("process host exited"))
         self.pending.clear()
 
-    def evaluate(self, msg: dict, env: dict) -> dict:
-        """Evaluate a scheduled message; commits the new state unless the result has an Error."""
-        return self._request("eval", msg, env).result()
+    def evaluate(self, batch: list[tuple[dict, dict]]) -> tuple[list[Future], Future]:
+        """Evaluate scheduled messages in order, each committed unless its result has an Error.
+
+        Returns a future per message (its result, or ``NOT_EVALUATED`` after a failure earlier in
+        the batch) and one that is done when the state the host serves includes the whole batch."""
+        *results, done = self._request("eval", batch, answers=len(batch) + 1)
+        return results, done
 
     def dryrun(self, msg: dict, env: dict) -> dict:
         """Evaluate against the latest state; an Error if no answer comes in time (its child was killed)."""
@@ -304,7 +322,7 @@ class _Holder:
             self.wait()
             kind, rid, *args = self.receive()
             if kind == "eval":
-                self.fork_eval(rid, *args)
+                self.fork_eval(rid, *args)  # rid: one per message, then the batch's own
             elif kind == "dryrun":
                 self.fork_dryrun(rid, *args)
             elif kind == "replay":
@@ -336,67 +354,88 @@ class _Holder:
                 os._exit(0)
         self.dryruns[os.pidfd_open(child)] = (child, rid)
 
-    def fork_eval(self, rid: int, msg: dict, env: dict) -> None:
-        """Evaluate in a child. Success: the child returns here as the new holder and this one exits."""
+    def fork_eval(self, rids: list[int], batch: list[tuple[dict, dict]]) -> None:
+        """Evaluate a batch in a child (see the module docstring); returns in whichever process
+        holds the state afterwards, which answers the batch's last request."""
+        *message_rids, batch_rid = rids
+        outcome = self.run_in_child(batch, message_rids)
+        if outcome is not None:  # still the holder: the message at index `failed` failed
+            failed, death = outcome
+            if death is not None:
+                self.reply(message_rids[failed], True, self.death_result(death))
+            for rid in message_rids[:failed + 1]:  # answered already, unless a child died between
+                self.reply(rid, False, RESULT_LOST)  # its status byte and its result
+            if failed and self.run_in_child(batch[:failed], None) is not None:
+                os._exit(1)  # the replay did not repeat itself: the node rebuilds the host from its log
+            for rid in message_rids[failed + 1:]:
+                self.reply(rid, True, NOT_EVALUATED)
+        self.reply(batch_rid, True, None)
+
+    def run_in_child(self, batch: list[tuple[dict, dict]], rids: list[int] | None) -> tuple[int, int | None] | None:
+        """Evaluate ``batch`` in a child, answering ``rids`` (None: a replay, silent and without the
+        clock). Returns None in the process that holds the state afterwards: the child, when every
+        message succeeded. Otherwise returns (index of the failed message, its child's wait status if
+        it died) in the holder."""
         status_r, status_w = os.pipe()
+        handover_r, handover_w = os.pipe()
         child = os.fork()
         if child == 0:
             os.close(status_r)
-            self.run_child(rid, msg, env, status_w)
-        else:
-            os.close(status_w)
-            self.watch_child(rid, child, status_r)
+            os.close(handover_w)
+            self.evaluate_in_child(batch, rids, status_w, handover_r)
+            return None
+        os.close(status_w)
+        os.close(handover_r)
+        return self.watch_child(child, len(batch), status_r, handover_w)
 
-    def run_child(self, rid: int, msg: dict, env: dict, status_w: int) -> None:
-        holder = os.getppid()
+    def evaluate_in_child(self, batch: list[tuple[dict, dict]], rids: list[int] | None, status_w: int,
+                          handover_r: int) -> None:
         # the dry-runs running now are the holder's children: if this child takes over, the node's
         # own deadline answers for any of them that dies
         for pidfd in self.dryruns:
             os.close(pidfd)
         self.dryruns.clear()
-        result = self.evaluate_bounded(msg, env)
-        committed = "Error" not in result
-        # tell the holder first, so it stops reading before the node can send the next request
-        os.write(status_w, b"C" if committed else b"E")
-        self.reply(rid, True, result)
+        for index, (msg, env) in enumerate(batch):
+            result = self.evaluate(msg, env) if rids is None else self.evaluate_bounded(msg, env)
+            committed = "Error" not in result
+            # tell the holder first, so it stops reading before the node can send the next request
+            os.write(status_w, b"C" if committed else b"E")
+            if rids is not None:
+                self.reply(rids[index], True, result)
+            if not committed:
+                os._exit(0)
         os.close(status_w)
-        if not committed:
-            os._exit(0)
-        _wait_for_exit(holder)
+        os.read(handover_r, 1)  # the old holder has stopped reading the channel: take over
+        os.close(handover_r)
 
-    def watch_child(self, rid: int, child: int, status_r: int) -> None:
-        """Serve dry-runs from the old state until the child reports; then hand over or carry on."""
+    def watch_child(self, child: int, count: int, status_r: int, handover_w: int) -> tuple[int, int | None]:
+        """Serve dry-runs from the old state while the child reports a status byte per message; hand
+        over and exit when all ``count`` succeeded, else return (failed index, wait status if it died)."""
+        succeeded = 0
         while True:
             ready = self.wait(status_r)
-            if status_r in ready:
-                break
+            if status_r in ready:  # always before the channel: the next request may be for the child
+                verdicts = os.read(status_r, 4096)
+                succeeded += verdicts.count(b"C")
+                if succeeded == count:
+                    os.write(handover_w, b"H")
+                    os._exit(0)
+                if not verdicts or b"E" in verdicts:
+                    break
+                continue
             kind, other, *args = self.receive()
             if kind != "dryrun":
                 self.reply(other, False, "an evaluation is already running in this process")
                 continue
             self.fork_dryrun(other, *args)
-        verdict = os.read(status_r, 1)
         os.close(status_r)
-        if verdict == b"C":
-            os._exit(0)
+        os.close(handover_w)
         _, status = os.waitpid(child, 0)
-        if verdict == b"":
-            self.reply(rid, True, self.death_result(status))
+        return succeeded, (status if not verdicts else None)
 
 
 def timed_out_result(timeout: float) -> dict:
     return error_result(f"evaluation timed out: it ran longer than this node's limit of {timeout:g} s")
-
-
-def _wait_for_exit(pid: int) -> None:
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:  # already gone
-        return
-    try:
-        select.select([fd], [], [])
-    finally:
-        os.close(fd)
 
 
 def _run_holder(fd: int, config: HostConfig) -> None:

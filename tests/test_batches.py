@@ -1,0 +1,140 @@
+"""Messages waiting for a process are evaluated as one batch, in one fork of its host.
+
+A batch must leave exactly what one evaluation per message would have: every failed message rolled
+back on its own, the messages after a failure evaluated against the right state, each message
+under its own wall-clock limit. Dry-runs see every result already stored (read your writes), and a
+repeated dry-run against an unchanged state is answered from the node's cache.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tfao.node.node import Node
+from weavedrive.ans104 import DataItem
+
+COUNTER = """
+Count = Count or 0
+Handlers.add("Bump", "Bump", function (msg)
+  Count = Count + 1
+  if msg.Data == "fail" then error("refused " .. Count) end
+  if msg.Data == "spin" then while true do end end
+  msg.reply({ Data = tostring(Count) })
+end)
+Handlers.add("Busy", "Busy", function (msg)
+  local x = 0
+  for i = 1, tonumber(msg.Data) do x = x + i end
+  msg.reply({ Data = tostring(x) })
+end)
+Handlers.add("Get", "Get", function (msg) msg.reply({ Data = tostring(Count) }) end)
+"""
+
+
+def queue_behind_a_busy_message(process, wallet, datas: list[str]) -> list[str]:
+    """Send a message that keeps the host busy, then ``datas`` at once, so they wait as one batch."""
+    process.message("Busy", data="3000000", wallet=wallet)
+    return [process.message("Bump", data=data, wallet=wallet) for data in datas]
+
+
+def reply(result: dict) -> str | None:
+    return result["Messages"][0]["Data"] if result.get("Messages") else None
+
+
+def test_a_batch_with_failures_leaves_what_one_fork_per_message_would(ao_process, wallets):
+    ao_process.eval(COUNTER, wallet=wallets[0])
+    datas = ["ok", "ok", "fail", "fail", "ok", "ok", "ok", "fail", "ok", "ok", "ok", "fail"]
+    ids = queue_behind_a_busy_message(ao_process, wallets[0], datas)
+    results = [ao_process.result(id) for id in ids]
+    expected, count = [], 0
+    for data in datas:
+        if data == "fail":
+            expected.append(f"refused {count + 1}")  # the failed increment is rolled back
+        else:
+            count += 1
+            expected.append(str(count))
+    assert [reply(r) or r["Error"].rsplit(": ", 1)[-1] for r in results] == expected
+    assert reply(ao_process.send("Get", wallet=wallets[0])) == str(count)
+
+
+def test_a_message_that_times_out_inside_a_batch_ends_alone(tmp_path, wallets):
+    with Node(tmp_path / "node", eval_timeout=1.0) as node:
+        process = node.spawn(wallet=wallets[0])
+        process.eval(COUNTER, wallet=wallets[0])
+        ids = queue_behind_a_busy_message(process, wallets[0], ["ok", "ok", "spin", "ok"])
+        results = [process.result(id, timeout=60) for id in ids]
+        assert [reply(r) for r in results[:2]] == ["1", "2"]
+        assert "timed out" in results[2]["Error"]
+        assert reply(results[3]) == "3"
+        assert reply(process.send("Get", wallet=wallets[0])) == "3"
+
+
+def test_a_batch_survives_a_restart_with_the_same_results(tmp_path, wallets):
+    with Node(tmp_path / "node") as node:
+        process = node.spawn(wallet=wallets[0])
+        process.eval(COUNTER, wallet=wallets[0])
+        ids = queue_behind_a_busy_message(process, wallets[0], ["ok", "fail", "ok", "ok"])
+        before = [process.result(id) for id in ids]
+        pid = process.id
+    with Node(tmp_path / "node") as node:
+        process = node.process(pid)
+        assert [process.result(id) for id in ids] == before
+        assert reply(process.send("Get", wallet=wallets[0])) == "3"
+
+
+def test_dryruns_see_every_stored_result(ao_process, wallets):
+    ao_process.eval(COUNTER, wallet=wallets[0])
+    ids = queue_behind_a_busy_message(ao_process, wallets[0], ["ok"] * 12)
+    for number, id in enumerate(ids, start=1):
+        ao_process.result(id)
+        assert int(reply(ao_process.dryrun("Get"))) >= number
+
+
+def test_a_repeated_dryrun_is_answered_from_the_cache_until_the_state_changes(ao_node, ao_process, wallets):
+    ao_process.eval(COUNTER, wallet=wallets[0])
+    ao_process.send("Bump", wallet=wallets[0])
+    host = ao_node.hosts[ao_process.id]
+    calls = []
+    evaluate = host.dryrun
+    host.dryrun = lambda msg, env: calls.append(msg) or evaluate(msg, env)
+    assert [reply(ao_process.dryrun("Get")) for _ in range(5)] == ["1"] * 5
+    assert len(calls) == 1
+    ao_process.send("Bump", wallet=wallets[0])
+    assert reply(ao_process.dryrun("Get")) == "2" and len(calls) == 2
+    assert reply(ao_process.dryrun("Get", tags={"Other": "tag"})) == "2" and len(calls) == 3
+
+
+def test_dryruns_that_fail_are_evaluated_every_time(ao_node, ao_process, wallets):
+    ao_process.eval(COUNTER, wallet=wallets[0])
+    host = ao_node.hosts[ao_process.id]
+    calls = []
+    evaluate = host.dryrun
+    host.dryrun = lambda msg, env: calls.append(msg) or evaluate(msg, env)
+    for _ in range(3):
+        assert "refused" in ao_process.dryrun("Bump", data="fail")["Error"]
+    assert len(calls) == 3
+
+
+def test_assignments_are_signed_by_the_scheduler_key(tmp_path, wallets):
+    with Node(tmp_path / "ed25519", wallet=wallets[3]) as node:
+        process = node.spawn(wallet=wallets[0])
+        assignment = DataItem.parse(node.scheduled(process.id, 0).assignment)
+        assert assignment.verify() and assignment.signature_type == 2
+        assert assignment.owner_address == node.assignment_signer.address != node.address
+    with Node(tmp_path / "ed25519", wallet=wallets[3]) as node:  # the same key after a restart
+        assert node.assignment_signer.address == assignment.owner_address
+    with Node(tmp_path / "rsa", wallet=wallets[3], wallet_signs_assignments=True) as node:
+        process = node.spawn(wallet=wallets[0])
+        assignment = DataItem.parse(node.scheduled(process.id, 0).assignment)
+        assert assignment.verify() and assignment.owner_address == node.address
+
+
+def test_a_batch_forms_when_messages_wait(ao_node, ao_process, wallets):
+    ao_process.eval(COUNTER, wallet=wallets[0])
+    host = ao_node.hosts[ao_process.id]
+    sizes = []
+    evaluate = host.evaluate
+    host.evaluate = lambda batch: sizes.append(len(batch)) or evaluate(batch)
+    start = time.monotonic()
+    ids = queue_behind_a_busy_message(ao_process, wallets[0], ["ok"] * 10)
+    assert reply(ao_process.result(ids[-1])) == "10"
+    assert max(sizes) > 1, f"batches {sizes} after {time.monotonic() - start:.2f} s"
