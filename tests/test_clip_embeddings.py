@@ -5,7 +5,6 @@ under the determinism matrix; the real CLIP tokenizer gives transformers' ids.""
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,15 +14,14 @@ transformers = pytest.importorskip("transformers")
 
 from clip_fixtures import TINY_TEXT, reference_embeddings, save_tiny_clip
 from conftest import OfflineContext, transformers_vm
+from sd_fixtures import shared_data
 from tfao.cli.main import main
 from tfao.kernels.modes import KERNELS_VERSION
 from tfao.models.clip import load_clip_tokenizer
 from tfao.models.pipelines import pipeline
 
 TEXTS = ["a photo of a cat", "a dog", "cat " * 50, "PHOTO  of\ta DOG!"]  # the third is cut to 40 positions
-# the real CLIP BPE files live in the reference folder "shared" beside the checkout (or beside a folder above it)
-REAL_TOKENIZER = next((folder / "shared" / "data" / "clip-tokenizer" for folder in Path(__file__).resolve().parents
-                       if (folder / "shared" / "data" / "clip-tokenizer").is_dir()), None)
+REAL_TOKENIZER = shared_data("clip-tokenizer")
 # exact-mode embeddings of TEXTS by the tiny CLIPModel (sha256 of the float32 bytes), by kernels version
 GOLDEN_SHA256 = {1: "e88a81cdfcf09eb7d2eafce96ea897869393a8746f06426408ce2a9a4db1fd6d"}
 
