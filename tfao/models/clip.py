@@ -14,13 +14,17 @@ import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from tfao.kernels import ops
-from tfao.kernels.clip import CLIPTextModel, CLIPTextModelWithProjection
+from tfao.kernels.clip import CLIPTextModel, CLIPTextModelWithProjection, text_config
 from tfao.kernels.networks import linear_layers
 from tfao.models.bert import _prompts, encode_text_reply  # Lua's texts and reply, as BERT's
 from tfao.models.sources import ModelSource, SourceError, load_weights, open_source
 
 CLIP_MAX_LENGTH = 77
 MODEL_TYPES = ("clip", "clip_text_model", "clip_text_model_with_projection")
+# transformers' CLIPTextConfig defaults, for configs saved with only the fields that differ from them
+TEXT_CONFIG_DEFAULTS = dict(vocab_size=49408, hidden_size=512, intermediate_size=2048, projection_dim=512,
+                            num_hidden_layers=12, num_attention_heads=8, max_position_embeddings=77,
+                            hidden_act="quick_gelu", layer_norm_eps=1e-5, bos_token_id=49406, eos_token_id=49407)
 BATCH_SIZE = 32
 _CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 _BOS, _EOS = "<|startoftext|>", "<|endoftext|>"
@@ -87,7 +91,7 @@ class CLIPTextEmbedder:
     def from_source(cls, source: ModelSource, prepared: ops.PreparedStore | None = None) -> "CLIPTextEmbedder":
         if not detect(source):
             raise SourceError(f"{source.origin} is not a CLIP model (config.json's model_type is not one of {', '.join(MODEL_TYPES)})")
-        config, weights = source.json("config.json"), load_weights(source)
+        config, weights = TEXT_CONFIG_DEFAULTS | text_config(source.json("config.json")), load_weights(source)
         model_class = CLIPTextModelWithProjection if weights.has("text_projection.weight") else CLIPTextModel
         model = model_class(config, weights, prepared)
         return cls(model, load_clip_tokenizer(source, model.max_positions, pad_to_max_length=False))
