@@ -82,7 +82,7 @@ def sd_calls(node: Node, cache: Path):
     manifest, _ = import_model(node.weave, folder, node.wallet, name="sd15-random")
     attest_with_files(node.weave, node.wallet, manifest.id)
     return lambda i: (f'IMAGE = require("transformers").sd.txt2img{{model = "{manifest.id}", prompt = "picture number {i}",'
-                      ' steps = 1, height = 64, width = 64, store = true}} return #IMAGE', "43")
+                      ' steps = 1, height = 64, width = 64, store = true} return #IMAGE', "43")
 
 
 MODELS = {"minilm": minilm_calls, "sd": sd_calls}

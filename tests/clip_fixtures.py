@@ -30,7 +30,9 @@ def save_tiny_clip(folder, kind="clip", tokenizer="json", seed=0):
     text = transformers.CLIPTextConfig(vocab_size=vocab_size, **TINY_TEXT, **special)
     torch.manual_seed(seed)
     if kind == "clip":
-        config = transformers.CLIPConfig(text_config=text.to_dict(), vision_config=TINY_VISION, projection_dim=20)
+        # the text config keeps its default projection_dim (512): CLIPModel projects to the outer one
+        inner = {key: value for key, value in text.to_dict().items() if key != "projection_dim"}
+        config = transformers.CLIPConfig(text_config=inner, vision_config=TINY_VISION, projection_dim=20)
         model = transformers.CLIPModel(config)
     else:
         model = (transformers.CLIPTextModelWithProjection if kind == "projection" else transformers.CLIPTextModel)(text)

@@ -73,6 +73,17 @@ def test_the_vision_tower_is_never_read(checkpoints, tmp_path):
     assert pipeline("feature-extraction", spoiled)(TEXTS).tobytes() == pipeline("feature-extraction", folder)(TEXTS).tobytes()
 
 
+def test_configs_that_leave_out_default_fields(checkpoints, tmp_path):
+    folder = checkpoints["projection"][1] / "model"
+    sparse = tmp_path / "sparse"
+    shutil.copytree(folder, sparse)
+    config = json.loads((folder / "config.json").read_text())
+    for name in ("hidden_act", "layer_norm_eps", "initializer_range"):  # transformers' defaults
+        del config[name]
+    (sparse / "config.json").write_text(json.dumps(config))
+    assert pipeline("feature-extraction", sparse)(TEXTS).tobytes() == pipeline("feature-extraction", folder)(TEXTS).tobytes()
+
+
 CHILD = r"""
 import hashlib
 from tfao.models.clip import CLIPTextEmbedder
