@@ -84,6 +84,25 @@ def test_configs_that_leave_out_default_fields(checkpoints, tmp_path):
     assert pipeline("feature-extraction", sparse)(TEXTS).tobytes() == pipeline("feature-extraction", folder)(TEXTS).tobytes()
 
 
+def test_sentence_transformers_clip_folders(checkpoints, tmp_path):
+    pytest.importorskip("sentence_transformers")
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import CLIPModel
+
+    folder = shutil.copytree(checkpoints["clip"][1] / "model", tmp_path / "clip")
+    transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    model = SentenceTransformer(modules=[CLIPModel(str(folder))])
+    model.save(str(tmp_path / "saved"))  # the module's files at the top, as sentence-transformers saves today
+    texts = [text for text in TEXTS if len(text) < 40]  # sentence-transformers cuts at 77 tokens, past these 40 positions
+    want = model.encode(texts)
+    assert rel_err(pipeline("feature-extraction", tmp_path / "saved")(texts), want) <= 1e-5
+    older = tmp_path / "older"  # clip-ViT-B-32's layout: the CLIPModel module in 0_CLIPModel/
+    shutil.copytree(folder, older / "0_CLIPModel")
+    (older / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "0_CLIPModel",
+                                                      "type": "sentence_transformers.models.CLIPModel"}]))
+    assert rel_err(pipeline("feature-extraction", older)(texts), want) <= 1e-5
+
+
 CHILD = r"""
 import hashlib
 from tfao.models.clip import CLIPTextEmbedder

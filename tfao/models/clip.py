@@ -3,7 +3,8 @@
 A source with a CLIP config.json: the full ``CLIPModel`` (model_type ``clip``, openai/clip-vit-base-patch32's
 layout; its vision tower is never read), ``CLIPTextModelWithProjection`` or ``CLIPTextModel`` (model_type
 ``clip_text_model``). With a ``text_projection`` the embedding is ``CLIPModel.get_text_features``: the projected
-pooled output, what sentence-transformers' clip-ViT-B-32 returns for text; without one, the pooled output.
+pooled output, what sentence-transformers' clip-ViT-B-32 returns for text (its folders load too); without
+one, the pooled output.
 Embeddings are unnormalised unless asked (``normalize_embeddings``). The tokenizer is tokenizer.json, or
 vocab.json and merges.txt.
 """
@@ -71,8 +72,19 @@ def load_clip_tokenizer(folder, max_length: int = CLIP_MAX_LENGTH, pad_to_max_le
     return tokenizer
 
 
+def checkpoint(source: ModelSource) -> ModelSource:
+    """Where the checkpoint's files are: the source itself, or the module folder a sentence-transformers
+    modules.json names for its CLIPModel module (``0_CLIPModel/`` in clip-ViT-B-32)."""
+    modules = None if source.has("config.json") else source.json_or("modules.json", None)
+    for module in modules if isinstance(modules, list) else []:
+        if isinstance(module, dict) and str(module.get("type", "")).endswith("CLIPModel") and module.get("path"):
+            return source.sub(str(module["path"]))
+    return source
+
+
 def detect(source: ModelSource) -> bool:
-    """A CLIP checkpoint: config.json's model_type."""
+    """A CLIP checkpoint: config.json's model_type (of a sentence-transformers model's CLIPModel module too)."""
+    source = checkpoint(source)
     return source.has("config.json") and source.json("config.json").get("model_type") in MODEL_TYPES
 
 
@@ -89,6 +101,7 @@ class CLIPTextEmbedder:
 
     @classmethod
     def from_source(cls, source: ModelSource, prepared: ops.PreparedStore | None = None) -> "CLIPTextEmbedder":
+        source = checkpoint(source)
         if not detect(source):
             raise SourceError(f"{source.origin} is not a CLIP model (config.json's model_type is not one of {', '.join(MODEL_TYPES)})")
         config, weights = TEXT_CONFIG_DEFAULTS | text_config(source.json("config.json")), load_weights(source)
