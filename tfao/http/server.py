@@ -213,7 +213,7 @@ class NodeServer:
         self.max_body = max_body
         self.result_wait = result_wait
         self.limiter: anyio.CapacityLimiter | None = None
-        self.result_events: dict[str, asyncio.Event] = {}  # process id -> set at its next result
+        self.result_events: dict[tuple[str, int], asyncio.Event] = {}  # (process id, slot) -> set at its result
         self.waiters: collections.Counter[str | None] = collections.Counter()  # client address -> waiting requests
 
     @asynccontextmanager
@@ -221,8 +221,8 @@ class NodeServer:
         self.limiter = anyio.CapacityLimiter(WORKER_THREADS)
         loop = asyncio.get_running_loop()
 
-        def result_stored(pid: str) -> None:  # on the node's evaluation thread
-            loop.call_soon_threadsafe(self.result_stored, pid)
+        def result_stored(pid: str, slot: int) -> None:  # on the node's evaluation thread
+            loop.call_soon_threadsafe(self.result_stored, pid, slot)
 
         self.node.result_listeners.append(result_stored)
         try:
@@ -230,8 +230,8 @@ class NodeServer:
         finally:
             self.node.result_listeners.remove(result_stored)
 
-    def result_stored(self, pid: str) -> None:
-        event = self.result_events.pop(pid, None)
+    def result_stored(self, pid: str, slot: int) -> None:
+        event = self.result_events.pop((pid, slot), None)
         if event is not None:
             event.set()
 
@@ -253,7 +253,8 @@ class NodeServer:
         deadline = time.monotonic() + self.result_wait
         try:
             while True:
-                event = self.result_events.setdefault(pid, asyncio.Event())  # before the check: no notice is missed
+                # before the check, so no notice is missed; one per slot, so a result wakes only its waiters
+                event = self.result_events.setdefault((pid, slot), asyncio.Event())
                 try:
                     return await self.blocking(self.node.result_at, pid, slot, timeout=0)
                 except TimeoutError:

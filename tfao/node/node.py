@@ -35,8 +35,9 @@ import tempfile
 import threading
 import time
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from tfao.bridges.context import ProcessContext
 from tfao.protocol import MODULE_FORMAT, VARIANT, ao_tags, data_or_space, is_decimal, tag_list
@@ -65,6 +66,7 @@ MAX_POSITION = 2**62  # the largest nonce, timestamp or height a query may name 
 MAX_DRYRUNS = 4  # dry-runs evaluating at once; more wait up to DRYRUN_QUEUE_WAIT, then are refused
 DRYRUN_QUEUE_WAIT = 5.0
 DRYRUN_CACHE_BYTES = 64 * 2**20  # dry-run results kept for repeated dry-runs (their JSON text)
+MONITOR = "monitor:"  # the settings key of a process's cron switch, before its id
 CRON_TICK = 1.0  # seconds between checks for due cron messages
 CRON_UNITS_MS = {"millisecond": 1, "second": 1000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_000,
                  "week": 604_800_000, "month": 2_592_000_000, "year": 31_536_000_000}
@@ -193,9 +195,10 @@ class Node:
         self.hosts: dict = {}
         self.hosts_lock = threading.RLock()
         self.workers: dict[str, threading.Thread] = {}
-        self.changed = threading.Condition()
+        self.conditions: dict[str, threading.Condition] = {}  # per process: its messages, results and batches
+        self.closed_event = threading.Event()
         self.signed_push_lock = threading.Lock()
-        self.result_listeners: list[Callable[[str], None]] = []  # called with a process id after each result
+        self.result_listeners: list[Callable[[str, int], None]] = []  # called with (process id, slot) after each result
         self.closing = False
         self.module_id = self._default_module()
         threading.Thread(target=self._cron_loop, daemon=True, name="cron").start()
@@ -205,9 +208,9 @@ class Node:
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        with self.changed:
-            self.closing = True
-            self.changed.notify_all()
+        self.closing = True
+        self.closed_event.set()
+        self._wake(*list(self.conditions))
         for host in self.hosts.values():
             host.close()
         for worker in self.workers.values():
@@ -262,20 +265,20 @@ class Node:
             pid = item.target_id
             if pid is None or not self.store.has_process(pid):
                 raise NotFound(f"process {pid} not found on this node")
-            with self.store.transaction() as conn:
+            with self._transaction() as conn:
                 if self.store.find_message(item.id, pid) is not None:
                     return item  # a resubmission: acknowledged again, scheduled once
                 self._record(item)
                 self._schedule(conn, pid, item)
             self._host(pid)
-            self._wake()
         else:
             raise NodeError(f"data item {item.id} has Type {kind!r}: expected Process or Message")
         return item
 
     def _record(self, item: DataItem) -> None:
-        """Keep the signed item in the weave so the gateway serves it (GraphQL, /raw/ID)."""
-        self.weave.add_item(item)
+        """Keep the signed item in the weave so the gateway serves it (GraphQL, /raw/ID): one the node
+        has verified on submission or signed itself."""
+        self.weave.add_item(item, verified=True)
 
     def _create_process(self, item: DataItem, conn=None) -> None:
         module_id = item.tag("Module")
@@ -289,7 +292,7 @@ class Node:
         self._check_process_caps(item.owner_address)
         self._record(item)
         if conn is None:
-            with self.store.transaction() as conn:
+            with self._transaction() as conn:
                 self._register(conn, item, module_id)
         else:
             self._register(conn, item, module_id)
@@ -383,10 +386,9 @@ class Node:
         if not self.weave.has(message_id):
             raise NotFound(f"message {message_id} is not on this node")
         item = DataItem.parse(self.weave.raw_item_bytes(message_id))
-        with self.store.transaction() as conn:
+        with self._transaction() as conn:
             scheduled = self.store.find_message(message_id, pid) or self._schedule(conn, pid, item)
         self._host(pid)
-        self._wake()
         return scheduled.assignment_id
 
     def monitor(self, pid: str, enabled: bool = True) -> None:
@@ -396,19 +398,13 @@ class Node:
         interval = DataItem.parse(self.store.message(pid, 0).item).tag("Cron-Interval")
         if enabled:
             cron_interval_ms(interval)  # refuses a missing or malformed interval
-        self.store.set_setting(f"monitor:{pid}", "on" if enabled else "off")
-        self._wake()
+        self.store.set_setting(f"{MONITOR}{pid}", "on" if enabled else "off")
 
     def _cron_loop(self) -> None:
         """Once a second, schedule the cron message of each monitored process whose interval has passed."""
-        while True:
-            with self.changed:
-                if self.closing:
-                    return
-                self.changed.wait(CRON_TICK)
-            for record in self.store.processes():
-                if self.store.setting(f"monitor:{record['id']}") == "on":
-                    self._cron_tick(record["id"])
+        while not self.closed_event.wait(CRON_TICK):
+            for pid in self.store.settings_named(MONITOR, "on"):
+                self._cron_tick(pid)
 
     def _cron_tick(self, pid: str) -> None:
         process_item = DataItem.parse(self.store.message(pid, 0).item)
@@ -422,12 +418,11 @@ class Node:
         item = sign_data_item(self.wallet, b" ", target=pid, tags=tags + [
             ("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message"), ("Cron", "true")])
         self._record(item)
-        with self.store.transaction() as conn:
+        with self._transaction() as conn:
             self._schedule(conn, pid, item)
             conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
                          (f"cron-last:{pid}", str(last + interval * ((now - last) // interval))))
         self._host(pid)
-        self._wake()
 
     def process(self, pid: str) -> "ProcessHandle":
         if not self.store.has_process(pid):
@@ -530,21 +525,35 @@ class Node:
         self.workers[pid] = worker
         worker.start()
 
-    def _wake(self) -> None:
-        with self.changed:
-            self.changed.notify_all()
+    def _condition(self, pid: str) -> threading.Condition:
+        with self.hosts_lock:
+            return self.conditions.setdefault(pid, threading.Condition())
+
+    def _wake(self, *pids: str) -> None:
+        for pid in pids:
+            condition = self._condition(pid)
+            with condition:
+                condition.notify_all()
+
+    @contextmanager
+    def _transaction(self) -> Iterator:
+        """A store transaction; the processes it scheduled messages for are woken once it has committed."""
+        with self.store.transaction() as conn:
+            yield conn
+            scheduled = set(self.store.scheduled_processes)
+        self._wake(*scheduled)
 
     def _evaluate_loop(self, pid: str, env: dict) -> None:
         """Evaluate what is scheduled, in order: everything waiting at once, as one batch of the host."""
-        host = self.hosts[pid]
+        host, changed = self.hosts[pid], self._condition(pid)
         while True:
-            with self.changed:
+            with changed:
                 while not self.closing and self.store.message(pid, self.store.evaluated_upto(pid) + 1) is None:
-                    self.changed.wait()
+                    changed.wait()
                 if self.closing:
                     return
             batch = self.store.messages(pid, from_nonce=self.store.evaluated_upto(pid) + 1, limit=EVAL_BATCH)
-            with self.changed:
+            with changed:
                 host.batch_results = 0  # results of this batch stored so far (dry-runs wait for the batch)
                 host.batches += 1
             try:
@@ -562,7 +571,7 @@ class Node:
                 if result is NOT_EVALUATED:
                     break
                 self._store_result(pid, scheduled, result)
-                with self.changed:
+                with changed:
                     host.batch_results += 1
                 if lost:
                     break
@@ -571,9 +580,9 @@ class Node:
                     batch_done.result()
             except HostError:
                 lost = True
-            with self.changed:
+            with changed:
                 host.batch_results = None
-                self.changed.notify_all()
+                changed.notify_all()
             if (lost or host.closed) and not self.closing:
                 if not host.closed:
                     host.close()  # a result went missing: the log says what the state is
@@ -581,12 +590,12 @@ class Node:
                 return
 
     def _store_result(self, pid: str, scheduled: ScheduledMessage, result: dict) -> None:
-        with self.store.transaction() as conn:
+        with self._transaction() as conn:
             refused = [] if "Error" in result else self._push_outbox(conn, pid, scheduled, result)
             self.store.add_result(conn, scheduled, dict(result, Refused=refused) if refused else result)
-        self._wake()
+        self._wake(pid)
         for listener in list(self.result_listeners):
-            listener(pid)
+            listener(pid, scheduled.nonce)
 
     def _restart(self, pid: str) -> None:
         """Rebuild a process host that went away (its state comes back from the log)."""
@@ -596,7 +605,7 @@ class Node:
 
     def _push_outbox(self, conn, pid: str, scheduled: ScheduledMessage, result: dict) -> list[dict]:
         """Deliver what the process sent to local processes, in the result's transaction; returns the refusals."""
-        module_id = DataItem.parse(self.store.message(pid, 0).item).tag("Module")
+        module_id = self.envs[pid]["Module"]["Id"]
         push = {"Messages": lambda out: self._push_message(conn, pid, module_id, scheduled, out),
                 "Spawns": lambda spawn: self._push_spawn(conn, pid, scheduled, spawn),
                 "Assignments": lambda assignment: self._push_assignment(conn, assignment)}
@@ -678,12 +687,13 @@ class Node:
         if not 0 <= slot <= self.current_slot(pid):
             raise NotFound(f"slot {slot} is not scheduled on process {pid}")
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self.changed:
+        changed = self._condition(pid)
+        with changed:
             while (row := self.store.result(pid, slot)) is None:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if self.closing or (remaining is not None and remaining <= 0):
                     raise TimeoutError(f"slot {slot} of process {pid} has not been evaluated yet")
-                self.changed.wait(remaining)
+                changed.wait(remaining)
         return row.result
 
     def results(self, pid: str, *, from_: str | None = None, to: str | None = None, sort: str = "ASC",
@@ -717,10 +727,10 @@ class Node:
             raise NotFound(f"process {pid} not found on this node")
         if self.store.evaluated_upto(pid) < 0:
             self.result(pid, pid, timeout=DRYRUN_BOOT_WAIT)  # a process has an Owner and handlers once it has booted
-        host = self._host(pid)
-        with self.changed:  # a result of the running batch is in the state once the whole batch is
+        host, changed = self._host(pid), self._condition(pid)
+        with changed:  # a result of the running batch is in the state once the whole batch is
             while host.batch_results and not self.closing:
-                self.changed.wait()
+                changed.wait()
             batches, idle = host.batches, host.batch_results is None
         visible = self.store.evaluated_upto(pid)
         last = self.store.message(pid, max(visible, 0))

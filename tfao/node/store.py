@@ -142,7 +142,7 @@ class NodeStore:
         check_log_on_disk(self.path, self.head_path)
         self._conn().executescript(SCHEMA)
         self.head: int | None = os.open(self.head_path, os.O_RDWR | os.O_CREAT, 0o644)
-        self.scheduled = False  # whether the open transaction added messages
+        self.scheduled_processes: set[str] = set()  # the processes the open transaction added messages for
         self._write_head()
 
     def _write_head(self) -> None:
@@ -179,20 +179,26 @@ class NodeStore:
         with self.write_lock:
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
-            self.scheduled = False
+            self.scheduled_processes = set()
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-            if self.scheduled:
+            if self.scheduled_processes:
                 self._write_head()
 
     # ---- settings
     def setting(self, key: str) -> str | None:
         row = self._conn().execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
+
+    def settings_named(self, prefix: str, value: str) -> list[str]:
+        """The rest of every key that starts with ``prefix`` and is set to ``value``."""
+        rows = self._conn().execute("SELECT key FROM settings WHERE substr(key, 1, ?) = ? AND value = ? ORDER BY key",
+                                    (len(prefix), prefix, value)).fetchall()
+        return [row[0][len(prefix):] for row in rows]
 
     def set_setting(self, key: str, value: str) -> None:
         with self.transaction() as conn:
@@ -233,7 +239,7 @@ class NodeStore:
         ).fetchone()
 
     def add_message(self, conn: sqlite3.Connection, m: ScheduledMessage) -> None:
-        self.scheduled = True
+        self.scheduled_processes.add(m.process_id)
         conn.execute(
             "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (m.process_id, m.nonce, m.id, m.assignment_id, m.item, m.assignment, m.timestamp,
@@ -261,7 +267,9 @@ class NodeStore:
         return [ScheduledMessage(*row) for row in rows]
 
     def message_count(self, pid: str) -> int:
-        return self._conn().execute("SELECT COUNT(*) FROM messages WHERE process_id = ?", (pid,)).fetchone()[0]
+        """How many messages are scheduled (nonces are dense from 0, and MAX reads one index entry)."""
+        return self._conn().execute("SELECT COALESCE(MAX(nonce), -1) + 1 FROM messages WHERE process_id = ?",
+                                    (pid,)).fetchone()[0]
 
     # ---- results
     def add_result(self, conn: sqlite3.Connection, m: ScheduledMessage, result: dict) -> None:
