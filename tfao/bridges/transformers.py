@@ -129,7 +129,7 @@ def output_item(process_id: str, data: bytes, tags) -> DataItem:
 def store_output(context, data: bytes, tags) -> str:
     """Adds ``data`` to the node's weave as the process's output item (a no-op if present); its id."""
     item = output_item(context.process["id"], data, tags)
-    context.weave.add_item(item)
+    context.weave.add_item(item, verified=True)  # signed just now
     return item.id
 
 
