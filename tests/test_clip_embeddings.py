@@ -126,6 +126,9 @@ def test_the_command_line(capsys, checkpoints):
     code = main(["pipeline", "feature-extraction", "--model", str(folder), "--json", "a photo of a cat"])
     assert code == 0
     assert json.loads(capsys.readouterr().out) == pipeline("feature-extraction", folder)("a photo of a cat").astype(np.float64).tolist()
+    assert main(["pipeline", "feature-extraction", "--model", str(folder), "-o", "normalize_embeddings=true", "a cat", "a dog"]) == 0
+    rows = np.array([json.loads(line) for line in capsys.readouterr().out.splitlines()])
+    assert rows.shape == (2, TINY_TEXT["projection_dim"]) and np.allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-6)
 
 
 @pytest.fixture
