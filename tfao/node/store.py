@@ -305,11 +305,12 @@ class NodeStore:
         ).fetchone()
         return -1 if row[0] is None else row[0]
 
-    def successful_messages(self, pid: str) -> list[ScheduledMessage]:
+    def successful_messages(self, pid: str, *, after: int = -1, limit: int = 2**62) -> list[ScheduledMessage]:
+        """The messages whose results have no Error, from nonce ``after + 1``, in order."""
         rows = self._conn().execute(
             "SELECT m.* FROM messages m JOIN results r ON r.process_id = m.process_id AND r.nonce = m.nonce "
-            "WHERE m.process_id = ? AND r.error = 0 ORDER BY m.nonce",
-            (pid,),
+            "WHERE m.process_id = ? AND m.nonce > ? AND r.error = 0 ORDER BY m.nonce LIMIT ?",
+            (pid, after, limit),
         ).fetchall()
         return [ScheduledMessage(*row) for row in rows]
 
