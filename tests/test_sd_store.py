@@ -1,6 +1,6 @@
 """``sd.txt2img{..., store = true}`` on real nodes: two nodes computing the same process return the same item
 id and each holds the item in its weave; a restart replays to the same id; the process reads the image back
-through WeaveDrive once the item is attested, like any other item."""
+through WeaveDrive once the item is attested, and the gateway routes serve it, like any other item."""
 
 import base64
 
@@ -8,13 +8,17 @@ import pytest
 
 pytest.importorskip("diffusers")
 
+from starlette.testclient import TestClient
+
 from sd_fixtures import build_reference
-from tfao.models.stable_diffusion import IMAGE_TAGS
 from tfao.bridges.transformers import output_item
+from tfao.http.server import create_app
+from tfao.models.stable_diffusion import IMAGE_TAGS
 from tfao.node.node import Node
 from weavedrive.admission import attest, attest_with_files
 from weavedrive.manifest import import_model
 
+GRAPHQL = '{ transactions(tags: [{name: "From-Process", values: ["%s"]}, {name: "Type", values: ["Image"]}]) { edges { node { id } } } }'
 DRAW = ('IMAGE = require("transformers").sd.txt2img{{model="{model}", prompt="a cat", steps=1, height=16,'
         ' width=16, store=true}} URL = require("transformers").sd.txt2img{{model="{model}", prompt="a cat", steps=1,'
         ' height=16, width=16}} return IMAGE')
@@ -59,6 +63,11 @@ def test_two_nodes_store_the_same_item_and_a_restart_keeps_it(tiny_sd, tmp_path,
             assert node.item(image_id).tags_dict() == {"App-Name": "Transformers-AO", "Content-Type": "image/png",
                                                        "Type": "Image", "From-Process": pid}
         assert output_item(pid, png, IMAGE_TAGS).id == image_id
+        with TestClient(create_app(here)) as gateway:  # served like any item
+            raw = gateway.get(f"/raw/{image_id}")
+            assert raw.content == png and raw.headers["content-type"] == "image/png"
+            found = gateway.post("/graphql", json={"query": GRAPHQL % pid}).json()["data"]["transactions"]["edges"]
+            assert [edge["node"]["id"] for edge in found] == [image_id]
 
         # reading it back from the process follows the admission rules: refused until attested
         read_back = 'return #require("weavedrive").getData(IMAGE)'
