@@ -57,11 +57,14 @@ LEGACY_MU_AUTHORITY = "fcoN_xJeisVsPXA-trzVAuIiqO3ydLQxM-L4XbrQKzY"  # the publi
 REPLAY_BATCH = 500
 SCHEDULER_KEY = "scheduler-ed25519.key"  # in the home: the key that signs assignments
 EVAL_BATCH = 64  # the most waiting messages of one process evaluated in one fork of its host
-MAX_PROCESSES = 1000  # processes on one node (each runs a host: an OS process, 3 node descriptors, 2 threads)
-MAX_LIVE_HOSTS = 256  # process hosts running at once (each ~10 MiB private memory); idle ones are evicted
+MAX_PROCESSES = 1000  # processes on one node
+# process hosts running at once: each is an OS process (~10 MiB private memory) and costs the node two
+# threads and ~10 descriptors (its channel, its evaluation thread's database connections); idle ones
+# are evicted and rebuilt from the log on demand
+MAX_LIVE_HOSTS = 256
 IDLE_HOST_SECONDS = 600.0  # a host unused this long is evicted (its state comes back from the log)
 MAX_PROCESSES_PER_OWNER = 100  # processes one wallet may spawn (processes spawned by processes count in total only)
-FDS_PER_PROCESS = 3
+FDS_PER_HOST = 10
 MAX_MEMORY_LIMIT = 4 * 1024**3  # the most Memory-Limit a process gets here, whatever its tags ask
 MAX_COMPUTE_LIMIT = DEFAULT_COMPUTE_LIMIT  # the most instructions per message (AO's default)
 MAX_POSITION = 2**62  # the largest nonce, timestamp or height a query may name (SQLite integers are 64-bit)
@@ -102,9 +105,9 @@ def descriptor_limit() -> int:
     return soft if soft != resource.RLIM_INFINITY else 2**20
 
 
-def default_process_cap() -> int:
-    """At most MAX_PROCESSES, and no more than 3/8 of the descriptors (each host holds 3 of the node's)."""
-    return max(1, min(MAX_PROCESSES, descriptor_limit() * 3 // 8 // FDS_PER_PROCESS))
+def default_live_hosts() -> int:
+    """At most MAX_LIVE_HOSTS, and no more than 3/8 of the descriptors go to hosts."""
+    return max(1, min(MAX_LIVE_HOSTS, descriptor_limit() * 3 // 8 // FDS_PER_HOST))
 
 
 def cron_interval_ms(value: str | None) -> int:
@@ -168,11 +171,11 @@ class Node:
                  eval_timeout: float = DEFAULT_EVAL_TIMEOUT, max_dryruns: int = MAX_DRYRUNS,
                  max_processes: int | None = None, max_processes_per_owner: int = MAX_PROCESSES_PER_OWNER,
                  max_memory_limit: int = MAX_MEMORY_LIMIT, max_compute_limit: int = MAX_COMPUTE_LIMIT,
-                 wallet_signs_assignments: bool = False, max_live_hosts: int = MAX_LIVE_HOSTS,
+                 wallet_signs_assignments: bool = False, max_live_hosts: int | None = None,
                  idle_host_seconds: float = IDLE_HOST_SECONDS):
         self.eval_timeout = eval_timeout
         self.idle_host_seconds = idle_host_seconds
-        self.max_processes = max_processes or default_process_cap()
+        self.max_processes = max_processes or MAX_PROCESSES
         self.max_processes_per_owner = max_processes_per_owner
         self.max_memory_limit, self.max_compute_limit = max_memory_limit, max_compute_limit
         self.max_dryruns = max_dryruns
@@ -201,7 +204,7 @@ class Node:
         self.workers: dict[str, threading.Thread] = {}  # per process, its host's evaluation loop
         self.starting: dict[str, threading.Lock] = {}  # per process, held while its host starts
         self.last_used: dict[str, float] = {}  # per running host: when the node last asked for it
-        self.max_live_hosts = max_live_hosts
+        self.max_live_hosts = max_live_hosts or default_live_hosts()
         self.conditions: dict[str, threading.Condition] = {}  # per process: its messages, results and batches
         self.closed_event = threading.Event()
         self.signed_push_lock = threading.Lock()
