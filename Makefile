@@ -23,9 +23,14 @@ demo: $(VENV)/.runtime
 test: $(VENV)/.test
 	$(VENV)/bin/pytest -q
 
+# the benchmarks, then the full-size checks the test suite leaves out (marked slow)
 bench: $(VENV)/.test
 	$(VENV)/bin/python bench/runtime.py
 	$(VENV)/bin/python bench/bert.py
+	$(VENV)/bin/python bench/t5.py
+	$(VENV)/bin/python bench/sd.py
 	$(VENV)/bin/python bench/weave.py
 	$(VENV)/bin/python bench/node.py
+	$(VENV)/bin/python bench/scale.py
 	$(VENV)/bin/python bench/memory.py
+	$(VENV)/bin/pytest -q -m slow

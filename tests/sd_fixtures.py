@@ -21,6 +21,15 @@ TINY_CLIP = dict(hidden_size=16, intermediate_size=37, num_hidden_layers=2, num_
 SD15_SCHEDULER = {key: value for key, value in SD15_SCHEDULER_CONFIG.items() if key != "_class_name"}
 
 
+def shared_data(name: str):
+    """A folder of the reference data in "shared/data" beside the checkout (or beside a folder above it),
+    such as the real CLIP tokenizer ("clip-tokenizer"); None where there is none."""
+    from pathlib import Path
+
+    return next((folder / "shared" / "data" / name for folder in Path(__file__).resolve().parents
+                 if (folder / "shared" / "data" / name).is_dir()), None)
+
+
 def byte_level_alphabet() -> list[str]:
     """The 256 printable stand-ins byte-level BPE uses for bytes (GPT-2's table)."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1), *range(ord("\u00ae"), ord("\u00ff") + 1)]

@@ -7,7 +7,6 @@ import copy
 import hashlib
 import json
 import shutil
-from pathlib import Path
 
 import diffusers
 import numpy as np
@@ -17,6 +16,7 @@ import transformers
 from diffusers.loaders import single_file_utils
 from safetensors.torch import save_file
 
+from sd_fixtures import shared_data
 from tfao.kernels import sd_single_file
 from tfao.kernels.modes import KERNELS_VERSION
 from tfao.kernels.networks import linear_layers
@@ -25,7 +25,7 @@ from tfao.kernels.sd_single_file import SingleFileNames
 from tfao.kernels.stable_diffusion import load, load_folder, load_single_file
 from tfao.kernels.weights import WeightError
 
-CLIP_TOKENIZER = Path(__file__).resolve().parents[2] / "shared" / "data" / "clip-tokenizer"  # beside the checkout
+CLIP_TOKENIZER = shared_data("clip-tokenizer")
 # exact-mode output hashes by kernels version (a deliberate change of bits bumps KERNELS_VERSION)
 GOLDEN_SHA256 = {1: "c6dfe17e97c7983d4778df8aa341e34f1e5b0f5a52b4493f8f4b7cb17b148178"}
 

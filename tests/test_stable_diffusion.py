@@ -10,7 +10,8 @@ diffusers = pytest.importorskip("diffusers")
 
 from sd_fixtures import build_reference, initial_latents
 from tfao.kernels.random import Generator
-from tfao.models.stable_diffusion import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, load_clip_tokenizer
+from tfao.models.clip import load_clip_tokenizer
+from tfao.models.stable_diffusion import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 

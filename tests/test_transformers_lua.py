@@ -75,6 +75,7 @@ def test_pipeline_from_lua(lua, files):
     ("{model=M, tokenizer=T, config='{not json'}", "config.json is not valid JSON"),
     ("{model='not a safetensors file', tokenizer=T, config=C}", "cannot load the model"),
     ("{model=M, tokenizer=T, config=C, pooling='median'}", "pooling must be one of"),
+    ("{model=M, tokenizer=T, config=C, prompt='x', store=true}", "bert.encode_text has no outputs to store"),
 ])
 def test_bad_inputs_raise_clean_lua_errors(lua, opts, message):
     vm, _ = lua

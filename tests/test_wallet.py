@@ -13,6 +13,7 @@ from weavedrive.wallet import (
     Wallet,
     address_of,
     default_wallet,
+    deterministic_item,
     home_dir,
     premade_wallets,
     verify_signature,
@@ -135,6 +136,19 @@ def test_ed25519_generate_signs_and_verifies():
     assert len(signer.owner) == 32
     assert signer.owner != Ed25519Signer.generate().owner
     assert verify_signature(2, signer.owner, MESSAGE, signer.sign(MESSAGE))
+
+
+def test_deterministic_items_are_the_same_bytes_for_the_same_seed_data_and_tags():
+    tags = [("Content-Type", "text/plain")]
+    item = deterministic_item(RFC8032_SECRET, b"hello", tags)
+    assert item.signature_type == 2 and item.owner == RFC8032_PUBLIC and item.anchor == b""
+    assert item.verify()
+    assert deterministic_item(RFC8032_SECRET, b"hello", tags).to_bytes() == item.to_bytes()
+    assert deterministic_item(RFC8032_SECRET, b"hellO", tags).id != item.id
+    assert deterministic_item(RFC8032_SECRET, b"hello", [("Content-Type", "text/html")]).id != item.id
+    assert deterministic_item(bytes(32), b"hello", tags).id != item.id
+    with pytest.raises(ValueError, match="32 bytes"):
+        deterministic_item(b"short", b"hello", tags)
 
 
 def test_address_of_is_sha256_base64url():

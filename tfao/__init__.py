@@ -16,6 +16,7 @@ _EXPORTS = {
     "T5EncoderModel": "tfao.models.t5",
     "CLIPTextModel": "tfao.kernels.clip",
     "CLIPTextModelWithProjection": "tfao.kernels.clip",
+    "CLIPTextEmbedder": "tfao.models.clip",
     "UNet2DConditionModel": "tfao.kernels.unet",
     "AutoencoderKL": "tfao.kernels.vae",
     "StableDiffusionPipeline": "tfao.models.stable_diffusion",

@@ -6,19 +6,21 @@ import functools
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from .ans104 import SIGNATURE_TYPES, address_of, b64url_decode, b64url_encode
+from .ans104 import SIGNATURE_TYPES, DataItem, address_of, b64url_decode, b64url_encode, sign_data_item
 
 __all__ = [
     "Ed25519Signer",
     "Wallet",
     "address_of",
     "default_wallet",
+    "deterministic_item",
     "home_dir",
     "premade_wallets",
     "verify_signature",
@@ -148,6 +150,19 @@ class Ed25519Signer:
 
     def __repr__(self) -> str:
         return f"Ed25519Signer(address={self.address!r})"
+
+
+def deterministic_item(seed: bytes, data: bytes, tags: Sequence[tuple[str, str]]) -> DataItem:
+    """An item of ``data`` and ``tags`` signed with the Ed25519 key whose private key is the 32-byte ``seed``.
+
+    Ed25519 signatures are deterministic (RFC 8032) and the item has no anchor, so the same seed, data and
+    tags give the same bytes and id on every machine: a seed derived from public facts makes an id that
+    anyone can recompute. Such a key is public by construction, so the signature only binds the content
+    to its id; it proves nothing about who made the item.
+    """
+    if len(seed) != 32:
+        raise ValueError(f"an Ed25519 seed is 32 bytes, got {len(seed)}")
+    return sign_data_item(Ed25519Signer.from_private_bytes(seed), data, tags=tags)
 
 
 @functools.lru_cache(maxsize=256)

@@ -3,7 +3,8 @@
 A ``ProcessContext`` is built once per process host (the node hands the host this class as its context
 factory): the process and module records, the message being evaluated (its Block-Height and Timestamp
 gate WeaveDrive admissibility), the process's math mode, the inference-result cache, the prepared-weights
-store under the node home, and the data resolver that turns bytes, base64, ids and references into blobs.
+store under the node home, the node's weave (which also receives the outputs a call stores with
+``store = true``), and the data resolver that turns bytes, base64, ids and references into blobs.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class ProcessContext:
         self.math_mode = first_tag(config.process_tags, "Math-Mode", "exact")
         self.message: dict = {}
         self.drive: WeaveDrive | None = None
+        self.weave: WeaveStore | None = None  # the node home's weave, where stored outputs go
         self._resolve_id: Callable[[str], Blob] | None = None
         self._manifest_of: Callable[[Blob], dict | None] | None = None
 
@@ -89,9 +91,9 @@ class ProcessContext:
         """The bridged modules, by Lua module name."""
         from tfao.bridges import transformers as transformers_bridge, weavedrive as weavedrive_bridge
 
-        store = WeaveStore(self.config.home)
+        self.weave = WeaveStore(self.config.home)
         self.drive = WeaveDrive.for_process(
-            store, self.process, self.module, admit_all=bool(self.config.options.get("admit_all"))
+            self.weave, self.process, self.module, admit_all=bool(self.config.options.get("admit_all"))
         )
         self._resolve_id = weavedrive_bridge.blob_resolver(self)
         self._manifest_of = weavedrive_bridge.manifest_of

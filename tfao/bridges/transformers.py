@@ -6,6 +6,10 @@ as raw bytes, base64 text, weave ids or ``weavedrive.ref`` references. The conte
 verified Blob. Every result is stored in the context's inference memo under a hash of the call (kernels
 version, family, function, model content, every output-changing input, math mode), so replaying a
 message log never runs inference again; each call charges its deterministic cost to Compute-Limit.
+
+A function whose outputs are files (Stable Diffusion's PNGs) takes ``opts.store = true``: each output becomes
+an item in the node's weave whose id depends only on the process, the tags and the bytes (``output_item``),
+so every node computing the process returns the same ids.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from tfao.kernels import ops
 from tfao.models import registry
 from tfao.models.sources import ModelSource
 from tfao.sandbox.luavm import Metered
+from weavedrive.ans104 import DataItem
+from weavedrive.wallet import deterministic_item
 
 
 def _name(value) -> str:
@@ -79,6 +85,7 @@ def call(context, family_name, function_name, opts) -> Metered:
         raise ValueError(f"unknown function transformers.{family_name}.{function_name}")
     if family.lua_options is not None and isinstance(opts, dict):
         opts = family.lua_options(opts)
+    store = _store_option(opts, function, f"transformers.{family_name}.{function_name}")
     source = _family_source(context, family, opts)
     if function.seeded and opts.get("seed") is None:
         opts = {**opts, "seed": message_seed(context)}
@@ -94,8 +101,36 @@ def call(context, family_name, function_name, opts) -> Metered:
     else:
         outputs, cost = function.run(_load(context, family, source), inputs, mode)
         context.cache.put(memo_key, encode_result(outputs, cost))
+    if store:  # on a memo hit too, so a replay on a fresh home leaves the same items in its weave
+        outputs = [store_output(context, data, function.output_tags) for data in outputs]
     values = function.reply(outputs, opts)
     return Metered({"n": len(values), "values": values}, cost)
+
+
+def _store_option(opts, function: registry.LuaFunction, name: str) -> bool:
+    store = opts.get("store") if isinstance(opts, dict) else None
+    if store is None or store is False:
+        return False
+    if store is not True:
+        raise ValueError("opts.store must be true or false")
+    if not function.output_tags:
+        raise ValueError(f"{name} has no outputs to store: leave out opts.store")
+    return True
+
+
+def output_item(process_id: str, data: bytes, tags) -> DataItem:
+    """The weave item of a process's output, the same bytes on every node that computes the process: signed
+    with the Ed25519 key derived from the process id alone (a public key by construction: the signature
+    binds the content to its id and proves nothing about who made it), tagged with fixed facts only."""
+    seed = hashlib.sha256(b"tfao process output\0" + process_id.encode()).digest()
+    return deterministic_item(seed, data, [("App-Name", "Transformers-AO"), *tags, ("From-Process", process_id)])
+
+
+def store_output(context, data: bytes, tags) -> str:
+    """Adds ``data`` to the node's weave as the process's output item (a no-op if present); its id."""
+    item = output_item(context.process["id"], data, tags)
+    context.weave.add_item(item, verified=True)  # signed just now
+    return item.id
 
 
 def message_seed(context) -> int:

@@ -60,8 +60,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tfao.http.graphql import QueryError, run_query
-from tfao.node.node import (DEFAULT_EVAL_TIMEOUT, MAX_POSITION, MAX_PROCESSES, MAX_PROCESSES_PER_OWNER, Node,
-                            NodeBusy, NodeError, NotFound, QuotaExceeded, descriptor_limit)
+from tfao.node.node import (DEFAULT_EVAL_TIMEOUT, MAX_LIVE_HOSTS, MAX_POSITION, MAX_PROCESSES, MAX_PROCESSES_PER_OWNER,
+                            Node, NodeBusy, NodeError, NotFound, QuotaExceeded, descriptor_limit)
 from tfao.protocol import is_decimal
 from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_encode, is_id
 from weavedrive.store import ItemNotFound, StoredItem, read_chunks
@@ -637,7 +637,10 @@ def register(subparsers) -> None:
     parser.add_argument("--eval-timeout", type=float, default=DEFAULT_EVAL_TIMEOUT, metavar="SECONDS",
                         help=f"wall-clock limit of one message or dry-run (default {DEFAULT_EVAL_TIMEOUT:g})")
     parser.add_argument("--max-processes", type=int, default=None,
-                        help=f"processes this node runs at most (default {MAX_PROCESSES}, fewer if descriptors are short)")
+                        help=f"processes this node holds at most (default {MAX_PROCESSES})")
+    parser.add_argument("--max-live-hosts", type=int, default=None,
+                        help=f"process hosts running at once; idle ones are evicted and rebuilt from the log when"
+                             f" used (default {MAX_LIVE_HOSTS}, fewer if descriptors are short)")
     parser.add_argument("--max-processes-per-owner", type=int, default=MAX_PROCESSES_PER_OWNER,
                         help=f"processes one wallet may spawn (default {MAX_PROCESSES_PER_OWNER})")
     parser.add_argument("--wallet-signs-assignments", action="store_true",
@@ -653,6 +656,7 @@ def run_serve(args) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = {"eval_timeout": args.eval_timeout, "max_processes": args.max_processes,
+              "max_live_hosts": args.max_live_hosts,
               "max_processes_per_owner": args.max_processes_per_owner,
               "wallet_signs_assignments": args.wallet_signs_assignments}
     with open_home(getattr(args, "home", None) or home_dir(), **limits) as node:

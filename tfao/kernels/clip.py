@@ -23,9 +23,12 @@ _LEGACY_EOS_ID = 2
 
 
 def text_config(config: dict) -> dict:
-    """The text tower's settings, from a CLIPTextConfig or a full CLIPConfig (``text_config`` inside)."""
-    text = dict(config.get("text_config") or config)
-    if "projection_dim" in config and "projection_dim" not in text:
+    """The text tower's settings, from a CLIPTextConfig or a full CLIPConfig (``text_config`` inside, and its
+    own ``projection_dim``, the size CLIPModel gives ``text_projection``)."""
+    if not config.get("text_config"):
+        return dict(config)
+    text = dict(config["text_config"])
+    if "projection_dim" in config:
         text["projection_dim"] = config["projection_dim"]
     return text
 

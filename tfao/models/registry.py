@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tfao.kernels import ops
-from tfao.models import bert, stable_diffusion as sd, t5
+from tfao.models import bert, clip, stable_diffusion as sd, t5
 from tfao.models.cache import MODEL_CACHE
 from tfao.models.sources import ModelSource, SourceError
 
@@ -25,12 +25,16 @@ class LuaFunction:
     * ``run(model, inputs, mode)`` returns ``(outputs, cost)``: numpy arrays, bytes, text and numbers in
       lists and dicts, and the call's deterministic cost in multiply-adds (charged to Compute-Limit);
     * ``reply(outputs, opts)`` returns the Lua function's results, as a list.
+
+    A function with ``output_tags`` returns a list of bytes and takes ``opts.store = true``: the bridge then
+    adds each output to the weave as an item with these tags and hands ``reply`` the items' ids instead.
     """
 
     inputs: Callable[[dict], dict]
     run: Callable[[object, dict, str], tuple[object, int]]
     reply: Callable[[object, dict], list]
     seeded: bool = False  # inside a process, an absent opts.seed comes from the message (see the bridge)
+    output_tags: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,16 @@ FAMILIES: dict[str, Family] = {
             lua_files={"model": "model.safetensors", "tokenizer": "tokenizer.json", "config": "config.json"},
         ),
         Family(
+            name="clip",
+            detect=clip.detect,
+            load=clip.CLIPTextEmbedder.from_source,
+            size=clip.CLIPTextEmbedder.nbytes,
+            tasks={"feature-extraction": clip.FeatureExtractionPipeline},
+            lua={"encode_text": LuaFunction(clip.encode_text_inputs, clip.encode_text, clip.encode_text_reply)},
+            lua_tasks={"feature-extraction": ("encode_text", "prompt")},
+            lua_files={"model": "model.safetensors", "tokenizer": "tokenizer.json", "config": "config.json"},
+        ),
+        Family(
             name="t5",
             detect=t5.detect,
             load=t5.T5Text.from_source,
@@ -75,8 +89,10 @@ FAMILIES: dict[str, Family] = {
             load=lambda source, prepared: sd.StableDiffusionPipeline.from_source(source, prepared=prepared),
             size=sd.StableDiffusionPipeline.nbytes,
             tasks={"text-to-image": sd.TextToImage, "image-to-image": sd.ImageToImage},
-            lua={"txt2img": LuaFunction(sd.txt2img_inputs, sd.generate, sd.generate_reply, seeded=True),
-                 "img2img": LuaFunction(sd.img2img_inputs, sd.generate, sd.generate_reply, seeded=True)},
+            lua={"txt2img": LuaFunction(sd.txt2img_inputs, sd.generate, sd.generate_reply, seeded=True,
+                                        output_tags=sd.IMAGE_TAGS),
+                 "img2img": LuaFunction(sd.img2img_inputs, sd.generate, sd.generate_reply, seeded=True,
+                                        output_tags=sd.IMAGE_TAGS)},
             lua_tasks={"text-to-image": ("txt2img", "prompt"), "image-to-image": ("img2img", "image")},
             lua_files=sd.LUA_FILES,
             lua_options=sd.lua_options,

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
+from tfao.kernels.weights import Weights
 from weavedrive.blob import Blob
 
 
@@ -150,3 +151,19 @@ def open_source(model, home=None) -> ModelSource:
             raise SourceError(f"{model} is not a model manifest")
         return ModelSource.from_manifest(manifest, store.data_blob)
     raise SourceError(f"{model!r} is neither a model folder nor a manifest id")
+
+
+def load_weights(source: ModelSource) -> Weights:
+    """model.safetensors, or the shards model.safetensors.index.json names (memory-mapped when local)."""
+    if source.has("model.safetensors.index.json"):
+        index = source.json("model.safetensors.index.json")
+        shards = sorted(set(index.get("weight_map", {}).values())) if isinstance(index, dict) else []
+        if not shards:
+            raise SourceError("model.safetensors.index.json names no shards")
+        files = [source.local(shard) for shard in shards]
+    else:
+        files = [source.local("model.safetensors")]
+    try:
+        return Weights.load(files)
+    except ValueError as exc:
+        raise ValueError(f"cannot load the model: {exc}") from None

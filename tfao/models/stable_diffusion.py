@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import Tokenizer
 
 from tfao.kernels import ops
 from tfao.kernels.clip import CLIPTextModel, CLIPTextModelWithProjection
@@ -25,48 +25,9 @@ from tfao.kernels.stable_diffusion import load_single_file
 from tfao.kernels.unet import UNet2DConditionModel
 from tfao.kernels.vae import AutoencoderKL
 from tfao.kernels.weights import Weights
+from tfao.models.clip import CLIP_MAX_LENGTH, load_clip_tokenizer
 from tfao.models.png import encode_png
 from tfao.models.sources import ModelSource, SourceError, open_source
-
-CLIP_MAX_LENGTH = 77
-_CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
-_BOS, _EOS = "<|startoftext|>", "<|endoftext|>"
-
-
-def clip_tokenizer_from_vocab(vocab: dict, merges: list[str]) -> Tokenizer:
-    """CLIP's byte-level BPE from vocab.json and merges.txt (the files the SD1.5 folder ships)."""
-    pairs = [tuple(line.split()) for line in merges if line and not line.startswith("#version")]
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=pairs, unk_token=_EOS, end_of_word_suffix="</w>",
-                                     continuing_subword_prefix="", fuse_unk=False))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(_CLIP_SPLIT), behavior="removed", invert=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False),
-    ])
-    tokenizer.post_processor = processors.RobertaProcessing((_EOS, vocab[_EOS]), (_BOS, vocab[_BOS]), add_prefix_space=False, trim_offsets=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    return tokenizer
-
-
-def load_clip_tokenizer(folder: ModelSource | str | Path) -> Tokenizer:
-    """The prompt tokenizer of a ``tokenizer/`` folder (tokenizer.json, or vocab.json and merges.txt),
-    padded and truncated to 77 tokens as SD feeds CLIP."""
-    source = folder if isinstance(folder, ModelSource) else ModelSource.from_folder(folder)
-    if source.has("tokenizer.json"):
-        tokenizer = Tokenizer.from_str(source.read("tokenizer.json").decode("utf-8"))
-    elif source.has("vocab.json") and source.has("merges.txt"):
-        merges = source.read("merges.txt").decode("utf-8").splitlines()
-        tokenizer = clip_tokenizer_from_vocab(source.json("vocab.json"), merges)
-    else:
-        raise SourceError(f"{source.origin} has no CLIP tokenizer (tokenizer/tokenizer.json, or vocab.json and merges.txt)")
-    settings = source.json_or("tokenizer_config.json", {})
-    pad_token = settings.get("pad_token") or _EOS
-    pad_token = pad_token["content"] if isinstance(pad_token, dict) else pad_token
-    length = min(int(settings.get("model_max_length") or CLIP_MAX_LENGTH), CLIP_MAX_LENGTH)
-    tokenizer.no_padding()
-    tokenizer.enable_padding(length=length, pad_id=tokenizer.token_to_id(pad_token), pad_token=pad_token)
-    tokenizer.enable_truncation(length)  # longer prompts keep their first 75 tokens, as diffusers does
-    return tokenizer
 
 
 def pixels_from_decoded(images: np.ndarray) -> np.ndarray:
@@ -337,6 +298,7 @@ LUA_ALIASES = {"unet_model": "model", "uncond_prompt": "negative_prompt", "n_ste
 LUA_FILES = {"model": "unet/diffusion_pytorch_model.safetensors", "clip_model": "text_encoder/model.safetensors",
              "vae_model": "vae/diffusion_pytorch_model.safetensors", "tokenizer": "tokenizer/tokenizer.json"}
 _DATA_URL = "data:image/png;base64,"
+IMAGE_TAGS = (("Content-Type", "image/png"), ("Type", "Image"))  # of the weave items store = true makes
 
 
 def lua_options(opts: dict) -> dict:
@@ -401,8 +363,6 @@ def _generation_inputs(opts: dict, img2img: bool) -> dict:
     version = version.decode("utf-8", "replace") if isinstance(version, bytes) else version
     if version is not None and str(version) not in ("1.5", "v1.5"):
         raise ValueError(f"sd_version {version} is not supported (only Stable Diffusion 1.5)")
-    if opts.get("store"):
-        raise ValueError("store = true is not supported yet: the image comes back as a data URL")
     prompt = _text_option(opts, "prompt")
     if prompt is None:
         raise ValueError("opts.prompt is required")
@@ -459,9 +419,9 @@ def generate(pipe: StableDiffusionPipeline, inputs: dict, mode: str) -> tuple[li
     return [result.png(i) for i in range(len(result.pixels))], result.multiply_adds
 
 
-def generate_reply(images: list[bytes], opts: dict) -> list:
-    """One image: its data URL; several: a list of them."""
+def generate_reply(images: list, opts: dict) -> list:
+    """One image: its data URL (with ``store = true``: its weave id); several: a list of them."""
     import base64
 
-    urls = [_DATA_URL + base64.b64encode(png).decode("ascii") for png in images]
-    return [urls[0] if len(urls) == 1 else urls]
+    values = images if opts.get("store") else [_DATA_URL + base64.b64encode(png).decode("ascii") for png in images]
+    return [values[0] if len(values) == 1 else values]

@@ -16,9 +16,8 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from tfao.kernels import generation, ops, t5 as t5_kernel
-from tfao.kernels.weights import Weights
 from tfao.models.bert import _prompts, _text  # Lua's strings and lists of strings, read as BERT reads them
-from tfao.models.sources import ModelSource, SourceError, open_source
+from tfao.models.sources import ModelSource, SourceError, load_weights, open_source
 from tfao.models.tokenization import configure, encode
 
 SPIECE_ONLY = ("the model has spiece.model but no tokenizer.json; convert it once with transformers: "
@@ -53,22 +52,6 @@ def tokenizer_from_source(source: ModelSource) -> Tokenizer:
     return tokenizer_from_json(source.read("tokenizer.json"))
 
 
-def weights_from_source(source: ModelSource) -> Weights:
-    """model.safetensors, or the shards model.safetensors.index.json names (memory-mapped when local)."""
-    if source.has("model.safetensors.index.json"):
-        index = source.json("model.safetensors.index.json")
-        shards = sorted(set(index.get("weight_map", {}).values())) if isinstance(index, dict) else []
-        if not shards:
-            raise SourceError("model.safetensors.index.json names no shards")
-        files = [source.local(shard) for shard in shards]
-    else:
-        files = [source.local("model.safetensors")]
-    try:
-        return Weights.load(files)
-    except ValueError as exc:
-        raise ValueError(f"cannot load the model: {exc}") from None
-
-
 class T5ForConditionalGeneration(t5_kernel.T5ForConditionalGeneration):
     """The encoder-decoder (see ``tfao.kernels.t5``), loadable from any model source."""
 
@@ -80,7 +63,7 @@ class T5ForConditionalGeneration(t5_kernel.T5ForConditionalGeneration):
     @classmethod
     def from_source(cls, source: ModelSource, prepared: ops.PreparedStore | None = None):
         config = t5_kernel.T5Config.from_dict(source.json("config.json"))
-        return cls(config, weights_from_source(source), source.json_or("generation_config.json", {}), prepared)
+        return cls(config, load_weights(source), source.json_or("generation_config.json", {}), prepared)
 
 
 class T5EncoderModel(t5_kernel.T5EncoderModel):
@@ -92,7 +75,7 @@ class T5EncoderModel(t5_kernel.T5EncoderModel):
 
     @classmethod
     def from_source(cls, source: ModelSource, prepared: ops.PreparedStore | None = None):
-        return cls(t5_kernel.T5Config.from_dict(source.json("config.json")), weights_from_source(source), prepared)
+        return cls(t5_kernel.T5Config.from_dict(source.json("config.json")), load_weights(source), prepared)
 
 
 class T5Text:
@@ -107,7 +90,7 @@ class T5Text:
     def from_source(cls, source: ModelSource, prepared: ops.PreparedStore | None = None) -> "T5Text":
         config = source.json("config.json")
         t5_config = t5_kernel.T5Config.from_dict(config)
-        weights = weights_from_source(source)
+        weights = load_weights(source)
         if weights.has("decoder.final_layer_norm.weight"):
             model = T5ForConditionalGeneration(t5_config, weights, source.json_or("generation_config.json", {}), prepared)
         else:

@@ -57,9 +57,14 @@ LEGACY_MU_AUTHORITY = "fcoN_xJeisVsPXA-trzVAuIiqO3ydLQxM-L4XbrQKzY"  # the publi
 REPLAY_BATCH = 500
 SCHEDULER_KEY = "scheduler-ed25519.key"  # in the home: the key that signs assignments
 EVAL_BATCH = 64  # the most waiting messages of one process evaluated in one fork of its host
-MAX_PROCESSES = 1000  # processes on one node (each runs a host: an OS process, 3 node descriptors, 2 threads)
+MAX_PROCESSES = 1000  # processes on one node
+# process hosts running at once: each is an OS process (~10 MiB private memory) and costs the node two
+# threads and ~10 descriptors (its channel, its evaluation thread's database connections); idle ones
+# are evicted and rebuilt from the log on demand
+MAX_LIVE_HOSTS = 256
+IDLE_HOST_SECONDS = 600.0  # a host unused this long is evicted (its state comes back from the log)
 MAX_PROCESSES_PER_OWNER = 100  # processes one wallet may spawn (processes spawned by processes count in total only)
-FDS_PER_PROCESS = 3
+FDS_PER_HOST = 10
 MAX_MEMORY_LIMIT = 4 * 1024**3  # the most Memory-Limit a process gets here, whatever its tags ask
 MAX_COMPUTE_LIMIT = DEFAULT_COMPUTE_LIMIT  # the most instructions per message (AO's default)
 MAX_POSITION = 2**62  # the largest nonce, timestamp or height a query may name (SQLite integers are 64-bit)
@@ -100,9 +105,9 @@ def descriptor_limit() -> int:
     return soft if soft != resource.RLIM_INFINITY else 2**20
 
 
-def default_process_cap() -> int:
-    """At most MAX_PROCESSES, and no more than 3/8 of the descriptors (each host holds 3 of the node's)."""
-    return max(1, min(MAX_PROCESSES, descriptor_limit() * 3 // 8 // FDS_PER_PROCESS))
+def default_live_hosts() -> int:
+    """At most MAX_LIVE_HOSTS, and no more than 3/8 of the descriptors go to hosts."""
+    return max(1, min(MAX_LIVE_HOSTS, descriptor_limit() * 3 // 8 // FDS_PER_HOST))
 
 
 def cron_interval_ms(value: str | None) -> int:
@@ -166,9 +171,11 @@ class Node:
                  eval_timeout: float = DEFAULT_EVAL_TIMEOUT, max_dryruns: int = MAX_DRYRUNS,
                  max_processes: int | None = None, max_processes_per_owner: int = MAX_PROCESSES_PER_OWNER,
                  max_memory_limit: int = MAX_MEMORY_LIMIT, max_compute_limit: int = MAX_COMPUTE_LIMIT,
-                 wallet_signs_assignments: bool = False):
+                 wallet_signs_assignments: bool = False, max_live_hosts: int | None = None,
+                 idle_host_seconds: float = IDLE_HOST_SECONDS):
         self.eval_timeout = eval_timeout
-        self.max_processes = max_processes or default_process_cap()
+        self.idle_host_seconds = idle_host_seconds
+        self.max_processes = max_processes or MAX_PROCESSES
         self.max_processes_per_owner = max_processes_per_owner
         self.max_memory_limit, self.max_compute_limit = max_memory_limit, max_compute_limit
         self.max_dryruns = max_dryruns
@@ -194,7 +201,10 @@ class Node:
         self.zygote = Zygote(preload=("tfao.bridges.context",))
         self.hosts: dict = {}
         self.hosts_lock = threading.RLock()
-        self.workers: dict[str, threading.Thread] = {}
+        self.workers: dict[str, threading.Thread] = {}  # per process, its host's evaluation loop
+        self.starting: dict[str, threading.Lock] = {}  # per process, held while its host starts
+        self.last_used: dict[str, float] = {}  # per running host: when the node last asked for it
+        self.max_live_hosts = max_live_hosts or default_live_hosts()
         self.conditions: dict[str, threading.Condition] = {}  # per process: its messages, results and batches
         self.closed_event = threading.Event()
         self.signed_push_lock = threading.Lock()
@@ -211,9 +221,9 @@ class Node:
         self.closing = True
         self.closed_event.set()
         self._wake(*list(self.conditions))
-        for host in self.hosts.values():
+        for host in list(self.hosts.values()):
             host.close()
-        for worker in self.workers.values():
+        for worker in list(self.workers.values()):
             worker.join(timeout=10)
         self.zygote.close()
         self.store.close()
@@ -405,6 +415,7 @@ class Node:
         while not self.closed_event.wait(CRON_TICK):
             for pid in self.store.settings_named(MONITOR, "on"):
                 self._cron_tick(pid)
+            self.evict_idle(self.idle_host_seconds)
 
     def _cron_tick(self, pid: str) -> None:
         process_item = DataItem.parse(self.store.message(pid, 0).item)
@@ -498,13 +509,36 @@ class Node:
         return [(name, trusted(name, value)) for name, value in tags]
 
     def _host(self, pid: str):
-        """The process's host, started on first use (restoring its state by replaying its log)."""
-        with self.hosts_lock:
-            if pid not in self.hosts:
-                self._start(pid)
-            return self.hosts[pid]
+        """The process's host, started on first use (restoring its state by replaying its log).
 
-    def _start(self, pid: str) -> None:
+        At most ``max_live_hosts`` run at once: starting one more first evicts the host unused the
+        longest that is idle. A process replays only when its host starts, so the log of a process
+        nobody uses costs nothing."""
+        with self.hosts_lock:
+            host = self.hosts.get(pid)
+            if host is not None:
+                self.last_used[pid] = time.monotonic()
+                return host
+            starting = self.starting.setdefault(pid, threading.Lock())
+        with starting:  # one start per process; other processes' hosts go on meanwhile
+            with self.hosts_lock:
+                if pid in self.hosts:
+                    return self.hosts[pid]
+            host = self._start(pid)
+            with self.hosts_lock:
+                self.hosts[pid] = host
+                self.last_used[pid] = time.monotonic()
+            self._evict_over_cap(keep=pid)
+            return host
+
+    def _evict_over_cap(self, keep: str) -> None:
+        """Evict idle hosts, least recently used first, while more than ``max_live_hosts`` run."""
+        with self.hosts_lock:
+            evictable = sorted((used, pid) for pid, used in self.last_used.items() if pid != keep)
+        for _, pid in evictable[:max(0, len(evictable) + 1 - self.max_live_hosts)]:
+            self._evict(pid)
+
+    def _start(self, pid: str):
         process_item, module = self._process_record(pid)
         try:
             memory, compute = self._limits(process_item, module)
@@ -516,14 +550,41 @@ class Node:
             home=str(self.home), memory_limit=memory, compute_limit=compute, context_factory=ProcessContext,
             eval_timeout=self.eval_timeout,
         ))
-        self.hosts[pid] = host
         env = self.envs[pid] = self._env(pid)
-        done = self.store.successful_messages(pid)
-        for start in range(0, len(done), REPLAY_BATCH):
-            host.replay([(cu_message(m), env) for m in done[start:start + REPLAY_BATCH]])
-        worker = threading.Thread(target=self._evaluate_loop, args=(pid, env), daemon=True, name=f"eval-{pid[:8]}")
-        self.workers[pid] = worker
+        after = -1
+        while done := self.store.successful_messages(pid, after=after, limit=REPLAY_BATCH):
+            host.replay([(cu_message(m), env) for m in done])
+            after = done[-1].nonce
+        worker = self.workers[pid] = threading.Thread(target=self._evaluate_loop, args=(pid, host, env), daemon=True,
+                                                      name=f"eval-{pid[:8]}")
         worker.start()
+        return host
+
+    def _evict(self, pid: str) -> None:
+        """Stop the host of a process that is idle (nothing to evaluate, no dry-run running); its
+        state comes back from the log when it is next used."""
+        changed = self._condition(pid)
+        with self.hosts_lock, changed:
+            host = self.hosts.get(pid)
+            busy = host is None or host.batch_results is not None or host.dryruns_running or \
+                self.store.message(pid, self.store.evaluated_upto(pid) + 1) is not None
+            if busy:
+                return
+            host.evicted = True
+            del self.hosts[pid]
+            del self.last_used[pid]
+            changed.notify_all()
+        host.close()
+        if self.store.message(pid, self.store.evaluated_upto(pid) + 1) is not None:
+            self._host(pid)  # scheduled while it was being evicted
+
+    def evict_idle(self, idle_for: float) -> None:
+        """Evict every idle host unused for ``idle_for`` seconds."""
+        now = time.monotonic()
+        with self.hosts_lock:
+            unused = [pid for pid, used in self.last_used.items() if now - used >= idle_for]
+        for pid in unused:
+            self._evict(pid)
 
     def _condition(self, pid: str) -> threading.Condition:
         with self.hosts_lock:
@@ -543,19 +604,19 @@ class Node:
             scheduled = set(self.store.scheduled_processes)
         self._wake(*scheduled)
 
-    def _evaluate_loop(self, pid: str, env: dict) -> None:
+    def _evaluate_loop(self, pid: str, host, env: dict) -> None:
         """Evaluate what is scheduled, in order: everything waiting at once, as one batch of the host."""
-        host, changed = self.hosts[pid], self._condition(pid)
+        changed = self._condition(pid)
         while True:
             with changed:
-                while not self.closing and self.store.message(pid, self.store.evaluated_upto(pid) + 1) is None:
+                while not (self.closing or host.evicted) and \
+                        self.store.message(pid, self.store.evaluated_upto(pid) + 1) is None:
                     changed.wait()
-                if self.closing:
+                if self.closing or host.evicted:
                     return
-            batch = self.store.messages(pid, from_nonce=self.store.evaluated_upto(pid) + 1, limit=EVAL_BATCH)
-            with changed:
                 host.batch_results = 0  # results of this batch stored so far (dry-runs wait for the batch)
                 host.batches += 1
+            batch = self.store.messages(pid, from_nonce=self.store.evaluated_upto(pid) + 1, limit=EVAL_BATCH)
             try:
                 futures, batch_done = host.evaluate([(cu_message(scheduled), env) for scheduled in batch])
             except HostError as exc:  # the host had already gone
@@ -583,6 +644,8 @@ class Node:
             with changed:
                 host.batch_results = None
                 changed.notify_all()
+            if len(self.hosts) > self.max_live_hosts:  # hosts started while others were busy
+                self._evict_over_cap(keep=pid)
             if (lost or host.closed) and not self.closing:
                 if not host.closed:
                     host.close()  # a result went missing: the log says what the state is
@@ -601,7 +664,8 @@ class Node:
         """Rebuild a process host that went away (its state comes back from the log)."""
         with self.hosts_lock:
             self.hosts.pop(pid, None)
-            self._start(pid)
+            self.last_used.pop(pid, None)
+        self._host(pid)
 
     def _push_outbox(self, conn, pid: str, scheduled: ScheduledMessage, result: dict) -> list[dict]:
         """Deliver what the process sent to local processes, in the result's transaction; returns the refusals."""
@@ -727,11 +791,17 @@ class Node:
             raise NotFound(f"process {pid} not found on this node")
         if self.store.evaluated_upto(pid) < 0:
             self.result(pid, pid, timeout=DRYRUN_BOOT_WAIT)  # a process has an Owner and handlers once it has booted
-        host, changed = self._host(pid), self._condition(pid)
-        with changed:  # a result of the running batch is in the state once the whole batch is
-            while host.batch_results and not self.closing:
-                changed.wait()
-            batches, idle = host.batches, host.batch_results is None
+        changed = self._condition(pid)
+        while True:
+            host = self._host(pid)
+            with changed:
+                if host.evicted:
+                    continue
+                while host.batch_results and not self.closing:  # a result of the running batch is in
+                    changed.wait()                                # the state once the whole batch is
+                batches, idle = host.batches, host.batch_results is None
+                host.dryruns_running += 1  # so it is not evicted meanwhile
+                break
         visible = self.store.evaluated_upto(pid)
         last = self.store.message(pid, max(visible, 0))
         msg = {"Timestamp": last.timestamp, "Block-Height": last.block_height, "Cron": False, "Target": pid}
@@ -741,15 +811,19 @@ class Node:
         msg["From"] = first_tag(tag_list(msg["Tags"]), "From-Process") or msg.get("From") or owner
         msg["Read-Only"] = True
         key = (pid, visible, json.dumps(msg, sort_keys=True, default=str))
-        known = self.dryrun_results.get(key)
-        if known is not None:
-            return json.loads(known)
-        if not self.dryrun_slots.acquire(timeout=DRYRUN_QUEUE_WAIT):
-            raise NodeBusy(f"{self.max_dryruns} dry-runs are already running on this node; retry later")
         try:
-            result = host.dryrun(msg, self.envs[pid])
+            known = self.dryrun_results.get(key)
+            if known is not None:
+                return json.loads(known)
+            if not self.dryrun_slots.acquire(timeout=DRYRUN_QUEUE_WAIT):
+                raise NodeBusy(f"{self.max_dryruns} dry-runs are already running on this node; retry later")
+            try:
+                result = host.dryrun(msg, self.envs[pid])
+            finally:
+                self.dryrun_slots.release()
         finally:
-            self.dryrun_slots.release()
+            with changed:
+                host.dryruns_running -= 1
         if idle and host.batches == batches and "Error" not in result:  # the state was the one after `visible`
             self.dryrun_results.put(key, json.dumps(result))
         return result

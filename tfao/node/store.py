@@ -19,6 +19,7 @@ import json
 import os
 import sqlite3
 import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,10 @@ def check_log_on_disk(path: Path, head_path: Path) -> None:
                          f"write-ahead log ({path.name}-wal) is missing, truncated or damaged")
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced."""
+
+
 @dataclass(frozen=True)
 class ScheduledMessage:
     process_id: str
@@ -137,7 +142,8 @@ class NodeStore:
         self.head_path = self.path.with_name(self.path.name + "-head")
         self.durable = durable
         self.local = threading.local()
-        self.connections: list[sqlite3.Connection] = []  # every thread's, closed together by close()
+        # every live thread's, closed together by close(); a thread's goes when the thread ends
+        self.connections: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
         self.write_lock = threading.RLock()
         check_log_on_disk(self.path, self.head_path)
         self._conn().executescript(SCHEMA)
@@ -159,18 +165,19 @@ class NodeStore:
             os.fsync(self.head)
             os.close(self.head)
             self.head = None
-            for conn in self.connections:
+            for conn in list(self.connections):
                 conn.close()
             self.connections.clear()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self.local, "conn", None)
         if conn is None or self.local.pid != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False,
+                                   factory=_Connection)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'OFF'}")
             self.local.conn, self.local.pid = conn, os.getpid()
-            self.connections.append(conn)
+            self.connections.add(conn)
         return conn
 
     @contextmanager
@@ -305,11 +312,12 @@ class NodeStore:
         ).fetchone()
         return -1 if row[0] is None else row[0]
 
-    def successful_messages(self, pid: str) -> list[ScheduledMessage]:
+    def successful_messages(self, pid: str, *, after: int = -1, limit: int = 2**62) -> list[ScheduledMessage]:
+        """The messages whose results have no Error, from nonce ``after + 1``, in order."""
         rows = self._conn().execute(
             "SELECT m.* FROM messages m JOIN results r ON r.process_id = m.process_id AND r.nonce = m.nonce "
-            "WHERE m.process_id = ? AND r.error = 0 ORDER BY m.nonce",
-            (pid,),
+            "WHERE m.process_id = ? AND m.nonce > ? AND r.error = 0 ORDER BY m.nonce LIMIT ?",
+            (pid, after, limit),
         ).fetchall()
         return [ScheduledMessage(*row) for row in rows]
 

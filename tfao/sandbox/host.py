@@ -141,6 +141,8 @@ class ProcessHost:
         self.closed = False
         self.batch_results: int | None = None  # the node's count of stored results of the batch running
         self.batches = 0  # batches begun, so the node can tell that none ran meanwhile
+        self.dryruns_running = 0  # the node's dry-runs on this host now
+        self.evicted = False  # the node stopped this host (idle); a new one replays the log
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 

@@ -13,6 +13,9 @@
 -- manifest, which names the other files. bert.encode_text options: normalize_embeddings (default: as
 -- the model's modules.json says, true without one), pooling ("mean", "cls" or "max"; default: the
 -- model's Pooling config, else "mean"), max_seq_length, model_id (echoed back).
+-- clip.encode_text takes the same files and prompt (normalize_embeddings defaults to false).
+-- sd.txt2img{ model = MANIFEST_ID, prompt = "a cat" } -> "data:image/png;base64,..."; with store = true the
+-- PNG goes into the node's weave and the call returns its id, the same on every node for this process.
 -- Each call charges its multiply-adds to the message's Compute-Limit.
 local _, host = ...
 
