@@ -7,7 +7,7 @@ from the weave and prepared exact weights shared through the node home show up a
 ``--model minilm`` (default) embeds a sentence; ``--model sd`` draws a 64 px image in one step with a
 real-size, random-weight SD1.5 (built from the real configs once into ``--cache``, as ``bench/sd.py`` does;
 it needs several GB of memory). ``--math`` picks the processes' math mode: exact (default) prepares and
-shares integer copies of every dense layer (twice the fp32 size, written once under the node home).
+shares quantized float64 copies of every dense layer (twice the fp32 size, written once under the node home).
 
     python bench/memory.py --processes 1 4
     python bench/memory.py --model sd --math fast --processes 1 2

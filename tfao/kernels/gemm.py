@@ -119,15 +119,16 @@ def weighted_rows(weights: np.ndarray, rows: np.ndarray, mode: str | None = None
 class Linear:
     """``x @ weight.T + bias`` with the weight prepared once per mode (float32 for fast, quantized for exact).
 
-    ``weight`` is [out, in] as checkpoints store it; it is used in place (a memory-mapped checkpoint stays
-    shared). With a ``PreparedStore`` the exact-mode weights are memory-mapped from it too.
+    ``weight`` is [out, in] as checkpoints store it, or a list of such blocks whose outputs sit side by side
+    (``stacked``); each is used in place (a memory-mapped checkpoint stays shared). With a ``PreparedStore``
+    the exact-mode weights are memory-mapped from it too.
     """
 
-    def __init__(self, weight: np.ndarray, bias: np.ndarray | None = None, prepared: PreparedStore | None = None):
-        self.in_features = weight.shape[1]
-        self.out_features = weight.shape[0]
-        self.weight = np.asarray(weight, dtype=np.float32)
-        self.weight_t = self.weight.T  # [in, out], a view: BLAS reads the transpose in place
+    def __init__(self, weight: np.ndarray | list[np.ndarray], bias: np.ndarray | None = None,
+                 prepared: PreparedStore | None = None):
+        self.blocks = [np.asarray(block, dtype=np.float32) for block in (weight if isinstance(weight, list) else [weight])]
+        self.in_features = self.blocks[0].shape[1]
+        self.out_features = sum(block.shape[0] for block in self.blocks)
         self.bias = None if bias is None else np.asarray(bias, dtype=np.float32)
         self.prepared = prepared
         self._exact = None
@@ -140,10 +141,20 @@ class Linear:
     @classmethod
     def stacked(cls, parts: list["Linear"], prepared: PreparedStore | None = None) -> "Linear":
         """One layer computing ``parts`` side by side (their outputs concatenated), e.g. attention's query, key
-        and value: one GEMM instead of three, the same bits (each output column is its own dot product)."""
+        and value: in exact mode one GEMM instead of three, the same bits (each output column is its own dot
+        product); the float32 weights stay where they are (no concatenated copy per process)."""
         biases = [part.bias for part in parts]
         bias = None if any(b is None for b in biases) else np.concatenate(biases)
-        return cls(np.concatenate([part.weight for part in parts]), bias, prepared)
+        return cls([block for part in parts for block in part.blocks], bias, prepared)
+
+    @property
+    def weight(self) -> np.ndarray:
+        """[out, in]: the checkpoint's array, or the blocks concatenated (a copy)."""
+        return self.blocks[0] if len(self.blocks) == 1 else np.concatenate(self.blocks)
+
+    @property
+    def weight_t(self) -> np.ndarray:
+        return self.weight.T  # [in, out], a view: BLAS reads the transpose in place
 
     def _quantized_weight(self, bits: int) -> tuple[np.ndarray]:
         return (np.ascontiguousarray(_quantize(self.weight_t, 0, bits)),)  # per output unit
@@ -154,8 +165,10 @@ class Linear:
             if self.prepared is None:
                 (weight_q,) = self._quantized_weight(bits)
             else:
-                content = hashlib.sha256(np.ascontiguousarray(self.weight).data).hexdigest()
-                key = f"v{KERNELS_VERSION}-{content}-{self.out_features}x{self.in_features}-{bits}"
+                content = hashlib.sha256()  # of the [out, in] bytes, block after block
+                for block in self.blocks:
+                    content.update(np.ascontiguousarray(block).data)
+                key = f"v{KERNELS_VERSION}-{content.hexdigest()}-{self.out_features}x{self.in_features}-{bits}"
                 (weight_q,) = self.prepared.arrays(key, ("quantized",), lambda: self._quantized_weight(bits))
             bias = None if self.bias is None else self.bias.astype(np.float64)
             self._exact = (bits, weight_q, bias)
@@ -163,14 +176,22 @@ class Linear:
 
     def nbytes(self) -> int:
         """Bytes referenced: the float32 weight and bias, and the exact-mode copy (float64) once prepared."""
-        exact = self.weight.size * 8 if self._exact is not None or self.prepared is None else 0
-        return self.weight.nbytes + (0 if self.bias is None else self.bias.nbytes) + exact
+        weight = sum(block.nbytes for block in self.blocks)
+        exact = 2 * weight if self._exact is not None or self.prepared is None else 0
+        return weight + (0 if self.bias is None else self.bias.nbytes) + exact
 
     def __call__(self, x: np.ndarray, mode: str | None = None) -> np.ndarray:
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)  # [M, in]
         if resolve_mode(mode) == "fast":
-            out = x2 @ self.weight_t  # [M, out]
+            if len(self.blocks) == 1:
+                out = x2 @ self.blocks[0].T  # [M, out]
+            else:  # each block's product straight into its columns
+                out = np.empty((x2.shape[0], self.out_features), dtype=np.float32)  # [M, out]
+                start = 0
+                for block in self.blocks:
+                    np.matmul(x2, block.T, out=out[:, start:start + block.shape[0]])
+                    start += block.shape[0]
             if self.bias is not None:
                 out += self.bias
             return out.reshape(*lead, self.out_features)
