@@ -35,35 +35,34 @@ def _gelu_tanh_any(x: np.ndarray, tanh_fn) -> np.ndarray:
 
 # Fast mode's erfc without table gathers: erfc(z) exp(z^2) as a polynomial in t = 1 / (1 + z / 2), fitted by
 # least squares on z in [0, 6] (relative error 6e-8, 3e-7 evaluated in float32); beyond, exp(-z^2) is ~0.
-_ERFC_SCALED_COEFFS = [np.float32(c) for c in (
+# Stored halved (exact): the polynomial then gives erfc(z) exp(z^2) / 2 directly.
+_HALF_ERFC_SCALED_COEFFS = [np.float32(c) * np.float32(0.5) for c in (
     -0.045926761466034804, 0.21346199295112456, -0.32077560498362345, 0.0573928915388251, 0.1557493044629652,
     0.10542308277119505, 0.27653578015822555, 0.2752387545422658, 0.28294486867075325, -4.4367787345178655e-05)]
+_GELU_FAST_CLAMP = np.float32(1e4)  # exp(-z^2) is 0 in float32 long before: |x| h(|x|) stays 0 there, not inf * 0
 
 
 def _gelu_fast32(x: np.ndarray) -> np.ndarray:
-    """x (1 - erfc(x / sqrt 2) / 2) above 0 and x erfc(|x| / sqrt 2) / 2 below, so neither side cancels."""
-    z = np.abs(x)
-    z *= np.float32(_SQRT_HALF)
-    t = z * np.float32(0.5)
+    """x Phi(x) = max(x, 0) - |x| h with h = erfc(|x| / sqrt 2) / 2: x (1 - h) above 0 and x h below, so
+    neither side cancels, without selecting a side per element."""
+    magnitude = np.abs(x)
+    np.minimum(magnitude, _GELU_FAST_CLAMP, out=magnitude)
+    t = magnitude * np.float32(_SQRT_HALF * 0.5)
     t += np.float32(1.0)
     np.reciprocal(t, out=t)
-    half_erfc = t * _ERFC_SCALED_COEFFS[0]
-    for coeff in _ERFC_SCALED_COEFFS[1:-1]:
+    half_erfc = t * _HALF_ERFC_SCALED_COEFFS[0]
+    for coeff in _HALF_ERFC_SCALED_COEFFS[1:-1]:
         half_erfc += coeff
         half_erfc *= t
-    half_erfc += _ERFC_SCALED_COEFFS[-1]
-    z *= z
-    np.negative(z, out=z)
-    np.exp(z, out=z)
-    half_erfc *= z
-    half_erfc *= np.float32(0.5)
-    # each element is on one side (the other term is 0): np.where costs more than the whole rest here
-    below = np.minimum(x, np.float32(0.0))
-    below *= half_erfc
-    np.subtract(np.float32(1.0), half_erfc, out=half_erfc)
-    half_erfc *= np.maximum(x, np.float32(0.0))
-    below += half_erfc
-    return below
+    half_erfc += _HALF_ERFC_SCALED_COEFFS[-1]
+    gauss = magnitude * magnitude  # |x|^2 / 2 = z^2
+    gauss *= np.float32(-0.5)
+    np.exp(gauss, out=gauss)
+    half_erfc *= gauss
+    half_erfc *= magnitude  # |x| h
+    out = np.maximum(x, np.float32(0.0), out=t)
+    out -= half_erfc
+    return out
 
 
 gelu = elementwise(_gelu_any, _gelu_fast32)
