@@ -21,9 +21,10 @@ def tree_sum(x: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarra
     n = x.shape[axis]
     width = 1 << max(n - 1, 0).bit_length()
     if axis == x.ndim - 1 and width > _SHORT:
+        width //= 2  # the first halving straight from x: beyond n the partner is padding, 0.0
         acc = np.empty((*x.shape[:-1], width), dtype=np.float64)
-        acc[..., :n] = x
-        acc[..., n:] = 0.0
+        np.add(x[..., :n - width], x[..., width:n], out=acc[..., :n - width], dtype=np.float64)
+        np.add(x[..., n - width:width], 0.0, out=acc[..., n - width:], dtype=np.float64)  # as padding does: -0 + 0 is 0
         while width > _SHORT:  # in place: the halves never overlap
             width //= 2
             np.add(acc[..., :width], acc[..., width:2 * width], out=acc[..., :width])
