@@ -81,7 +81,8 @@ def log_row(length: int) -> list[str]:
             start = time.perf_counter()
             with concurrent.futures.ThreadPoolExecutor(SENDERS) as pool:
                 ids = list(pool.map(lambda i: long.message("Ping", data=str(i), wallet=sender), range(length)))
-            long.result(ids[-1], timeout=3600)
+            for id in ids:
+                long.result(id, timeout=3600)
             built = time.perf_counter() - start
         start = time.perf_counter()
         with Node(home) as node:

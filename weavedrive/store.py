@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_owner ON items(owner_address, seq);
 CREATE INDEX IF NOT EXISTS items_target ON items(target, seq);
+CREATE INDEX IF NOT EXISTS items_block ON items(block, seq);
 CREATE TABLE IF NOT EXISTS tags (
     seq INTEGER NOT NULL REFERENCES items(seq),
     position INTEGER NOT NULL,

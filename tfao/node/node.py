@@ -212,9 +212,20 @@ class Node:
         self.closing = False
         self.module_id = self._default_module()
         threading.Thread(target=self._cron_loop, daemon=True, name="cron").start()
+        # evaluate what was acknowledged before a crash, beside the node: a long log replays meanwhile
+        threading.Thread(target=self._resume, daemon=True, name="resume").start()
+
+    def _resume(self) -> None:
         for record in self.store.processes():
+            if self.closing:
+                return
             if self.store.message(record["id"], self.store.evaluated_upto(record["id"]) + 1) is not None:
-                self._host(record["id"])  # evaluate what was acknowledged before a crash
+                try:
+                    self._host(record["id"])
+                except (HostError, OSError):
+                    if self.closing:  # closed while it was starting
+                        return
+                    raise
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:

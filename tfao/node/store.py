@@ -260,10 +260,15 @@ class NodeStore:
         return ScheduledMessage(*row) if row else None
 
     def find_message(self, message_id: str, pid: str | None = None) -> ScheduledMessage | None:
-        query, args = "SELECT * FROM messages WHERE id = ?", [message_id]
+        """The message scheduled with this id (on ``pid``, where a message is scheduled once; else its
+        first scheduling). Both read the id index: an ORDER BY nonce beside the process id would make
+        SQLite walk the process's whole log instead."""
         if pid is not None:
-            query, args = query + " AND process_id = ?", args + [pid]
-        row = self._conn().execute(query + " ORDER BY nonce LIMIT 1", args).fetchone()
+            row = self._conn().execute("SELECT * FROM messages WHERE id = ? AND process_id = ?",
+                                       (message_id, pid)).fetchone()
+        else:
+            row = self._conn().execute("SELECT * FROM messages WHERE id = ? ORDER BY nonce LIMIT 1",
+                                       (message_id,)).fetchone()
         return ScheduledMessage(*row) if row else None
 
     def messages(self, pid: str, *, from_nonce: int = 0, to_nonce: int | None = None, limit: int = 100):
