@@ -1,6 +1,6 @@
 """Node benchmark: the real aoconnect against ``tfao serve`` (and against wao, when it runs here).
 
-    python bench/node.py [--messages 100] [--clients 50] [--dryruns 500] [--no-wao] [--wao-memory] [--json FILE]
+    python bench/node.py [--messages 400] [--clients 50] [--dryruns 2000] [--no-wao] [--wao-memory] [--json FILE]
 
 The client is tests/node/bench.mjs (aoconnect 0.0.98 from tests/node). It spawns a process, adds a
 Ping handler that answers with ``msg.reply``, then measures: cold spawn, Eval ``1+41`` p50, sequential
@@ -150,9 +150,9 @@ def report(results: dict[str, dict]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=100, help="round trips per message phase")
+    parser.add_argument("--messages", type=int, default=400, help="round trips per message phase")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients")
-    parser.add_argument("--dryruns", type=int, default=500, help="dry-runs in the dry-run phase")
+    parser.add_argument("--dryruns", type=int, default=2000, help="dry-runs in the dry-run phase")
     parser.add_argument("--no-wao", action="store_true", help="measure tfao only")
     parser.add_argument("--wao-memory", action="store_true", help="run wao in memory instead of on disk")
     parser.add_argument("--json", type=Path, help="also write the figures here")
