@@ -19,6 +19,7 @@ Handlers.add("Bump", "Bump", function (msg)
   Count = Count + 1
   if msg.Data == "fail" then error("refused " .. Count) end
   if msg.Data == "spin" then while true do end end
+  if msg.Data == "slow" then local x = 0 for i = 1, 30000000 do x = x + i end end
   msg.reply({ Data = tostring(Count) })
 end)
 Handlers.add("Busy", "Busy", function (msg)
@@ -32,7 +33,7 @@ Handlers.add("Get", "Get", function (msg) msg.reply({ Data = tostring(Count) }) 
 
 def queue_behind_a_busy_message(process, wallet, datas: list[str]) -> list[str]:
     """Send a message that keeps the host busy, then ``datas`` at once, so they wait as one batch."""
-    process.message("Busy", data="3000000", wallet=wallet)
+    process.message("Busy", data="20000000", wallet=wallet)
     return [process.message("Bump", data=data, wallet=wallet) for data in datas]
 
 
@@ -138,3 +139,16 @@ def test_a_batch_forms_when_messages_wait(ao_node, ao_process, wallets):
     ids = queue_behind_a_busy_message(ao_process, wallets[0], ["ok"] * 10)
     assert reply(ao_process.result(ids[-1])) == "10"
     assert max(sizes) > 1, f"batches {sizes} after {time.monotonic() - start:.2f} s"
+
+
+def test_a_batch_takes_no_new_message_after_its_time_slice(ao_node, ao_process, wallets):
+    ao_process.eval(COUNTER, wallet=wallets[0])
+    host = ao_node.hosts[ao_process.id]
+    offered = []  # the message ids of each batch the node sends
+    evaluate = host.evaluate
+    host.evaluate = lambda batch: offered.append([msg["Id"] for msg, _ in batch]) or evaluate(batch)
+    ids = queue_behind_a_busy_message(ao_process, wallets[0], ["ok", "slow", "ok", "ok"])
+    assert [reply(ao_process.result(id)) for id in ids] == ["1", "2", "3", "4"]
+    with_slow = next(batch for batch in offered if ids[1] in batch)
+    assert ids[3] in with_slow, f"batches {offered}: the messages were not waiting together"
+    assert sum(ids[3] in batch for batch in offered) >= 2, "the messages after the slow one were sent again"

@@ -15,7 +15,9 @@ one after another, each under its own limits. When message k of a batch fails, t
 Error and exits; the messages before k are replayed, without their results, in a fresh child that
 takes over, and the messages after k are answered ``NOT_EVALUATED`` so that the node sends them
 again. The state is then exactly what one child per message would have left, because evaluation is
-deterministic. The last answer of every batch comes from whoever holds the state once it is over.
+deterministic. A batch takes no new message once it has run for ``BATCH_SLICE``: the rest are
+answered ``NOT_EVALUATED`` too, so a slow message delays the results of no more than itself. The
+last answer of every batch comes from whoever holds the state once it is over.
 
 Every child has a wall-clock limit (``HostConfig.eval_timeout``): a real alarm whose default
 action kills the child wherever it is (a Lua pattern, a finalizer, Python behind a bridge), so a
@@ -44,6 +46,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -57,7 +60,9 @@ DEFAULT_EVAL_TIMEOUT = 30.0  # seconds a message or dry-run may run before it en
 # how long the node waits past the timeout for a dry-run's answer (its child may have been killed)
 DRYRUN_GRACE = 5.0
 MAX_RESULT_BYTES = 16 * 2**20  # one message's result (pickled) at most
-NOT_EVALUATED = None  # the answer for a batch's messages after the one that failed: send them again
+NOT_EVALUATED = None  # the answer for a batch's messages it did not reach (a failure, or the slice): send them again
+# a batch takes no new message after this long, so one slow message holds back no more than itself
+BATCH_SLICE = 0.05
 # the answer for a message whose child died after reporting success, in case its result never came
 RESULT_LOST = "the process host lost the result of this message"
 
@@ -360,66 +365,74 @@ class _Holder:
         """Evaluate a batch in a child (see the module docstring); returns in whichever process
         holds the state afterwards, which answers the batch's last request."""
         *message_rids, batch_rid = rids
-        outcome = self.run_in_child(batch, message_rids)
-        if outcome is not None:  # still the holder: the message at index `failed` failed
-            failed, death = outcome
+        taken_over, count, death = self.run_in_child(batch, message_rids)
+        if not taken_over:  # still the holder, at the batch's start: message `count` failed
             if death is not None:
-                self.reply(message_rids[failed], True, self.death_result(death))
-            for rid in message_rids[:failed + 1]:  # answered already, unless a child died between
+                self.reply(message_rids[count], True, self.death_result(death))
+            for rid in message_rids[:count + 1]:  # answered already, unless a child died between
                 self.reply(rid, False, RESULT_LOST)  # its status byte and its result
-            if failed and self.run_in_child(batch[:failed], None) is not None:
+            if count and not self.run_in_child(batch[:count], None)[0]:
                 os._exit(1)  # the replay did not repeat itself: the node rebuilds the host from its log
-            for rid in message_rids[failed + 1:]:
-                self.reply(rid, True, NOT_EVALUATED)
+            count += 1
+        for rid in message_rids[count:]:
+            self.reply(rid, True, NOT_EVALUATED)
         self.reply(batch_rid, True, None)
 
-    def run_in_child(self, batch: list[tuple[dict, dict]], rids: list[int] | None) -> tuple[int, int | None] | None:
-        """Evaluate ``batch`` in a child, answering ``rids`` (None: a replay, silent and without the
-        clock). Returns None in the process that holds the state afterwards: the child, when every
-        message succeeded. Otherwise returns (index of the failed message, its child's wait status if
-        it died) in the holder."""
+    def run_in_child(self, batch: list[tuple[dict, dict]], rids: list[int] | None) -> tuple[bool, int, int | None]:
+        """Evaluate ``batch`` in a child, answering ``rids`` (None: a replay, silent, without the clock,
+        all of it). Returns (True, messages evaluated, None) in the child once it has taken over, every
+        message it evaluated having succeeded (it may stop early: see ``BATCH_SLICE``); the holder then
+        exits. Otherwise returns (False, index of the failed message, its wait status if it died) in
+        the holder."""
         status_r, status_w = os.pipe()
         handover_r, handover_w = os.pipe()
         child = os.fork()
         if child == 0:
             os.close(status_r)
             os.close(handover_w)
-            self.evaluate_in_child(batch, rids, status_w, handover_r)
-            return None
+            return True, self.evaluate_in_child(batch, rids, status_w, handover_r), None
         os.close(status_w)
         os.close(handover_r)
-        return self.watch_child(child, len(batch), status_r, handover_w)
+        return (False, *self.watch_child(child, status_r, handover_w))
 
     def evaluate_in_child(self, batch: list[tuple[dict, dict]], rids: list[int] | None, status_w: int,
-                          handover_r: int) -> None:
+                          handover_r: int) -> int:
+        """Evaluate in order, a status byte per message; exits at the first failure. Returns how many
+        were evaluated, once this child holds the state."""
         # the dry-runs running now are the holder's children: if this child takes over, the node's
         # own deadline answers for any of them that dies
         for pidfd in self.dryruns:
             os.close(pidfd)
         self.dryruns.clear()
-        for index, (msg, env) in enumerate(batch):
+        started, evaluated = time.monotonic(), 0
+        for msg, env in batch:
+            if rids is not None and evaluated and time.monotonic() - started > BATCH_SLICE:
+                break  # the rest waits for the next batch, so the results so far become the state
             result = self.evaluate(msg, env) if rids is None else self.evaluate_bounded(msg, env)
             committed = "Error" not in result
             # tell the holder first, so it stops reading before the node can send the next request
             os.write(status_w, b"C" if committed else b"E")
             if rids is not None:
-                self.reply(rids[index], True, result)
+                self.reply(rids[evaluated], True, result)
             if not committed:
                 os._exit(0)
+            evaluated += 1
+        os.write(status_w, b"T")
         os.close(status_w)
         os.read(handover_r, 1)  # the old holder has stopped reading the channel: take over
         os.close(handover_r)
+        return evaluated
 
-    def watch_child(self, child: int, count: int, status_r: int, handover_w: int) -> tuple[int, int | None]:
+    def watch_child(self, child: int, status_r: int, handover_w: int) -> tuple[int, int | None]:
         """Serve dry-runs from the old state while the child reports a status byte per message; hand
-        over and exit when all ``count`` succeeded, else return (failed index, wait status if it died)."""
+        over and exit when it takes over, else return (failed index, wait status if it died)."""
         succeeded = 0
         while True:
             ready = self.wait(status_r)
             if status_r in ready:  # always before the channel: the next request may be for the child
                 verdicts = os.read(status_r, 4096)
                 succeeded += verdicts.count(b"C")
-                if succeeded == count:
+                if b"T" in verdicts:
                     os.write(handover_w, b"H")
                     os._exit(0)
                 if not verdicts or b"E" in verdicts:
