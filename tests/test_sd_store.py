@@ -81,3 +81,17 @@ def test_two_nodes_store_the_same_item_and_a_restart_keeps_it(tiny_sd, tmp_path,
     with Node(tmp_path / "there", wallet=wallets[2]) as restarted:  # replays the log from the memo
         assert restarted.process(pid).eval("return IMAGE", wallet=owner)["Output"]["data"] == image_id
         assert restarted.has_item(image_id)
+
+
+def test_a_dryrun_names_the_item_without_storing_it(tiny_sd, tmp_path, wallets):
+    owner = wallets[0]
+    with Node(tmp_path / "node", wallet=wallets[3]) as node:
+        manifest, _ = import_model(node.weave, tiny_sd, node.wallet, name="tiny-sd")
+        attest_with_files(node.weave, node.wallet, manifest.id)
+        process = node.spawn(wallet=owner)
+        draw = ('return require("transformers").sd.txt2img{{model="{model}", prompt="a cat", steps=1, height=16,'
+                ' width=16, seed=7, store=true}}').format(model=manifest.id)
+        named = process.dryrun("Eval", data=draw, owner=owner.address)["Output"]["data"]
+        assert not node.has_item(named)  # a dry-run changes nothing
+        assert output_of(node, process.id, process.message("Eval", data=draw, wallet=owner)) == named
+        assert node.has_item(named)

@@ -127,9 +127,11 @@ def output_item(process_id: str, data: bytes, tags) -> DataItem:
 
 
 def store_output(context, data: bytes, tags) -> str:
-    """Adds ``data`` to the node's weave as the process's output item (a no-op if present); its id."""
+    """Adds ``data`` to the node's weave as the process's output item (a no-op if present); its id. A dry-run
+    changes nothing, so there it only names the item that the same message would store."""
     item = output_item(context.process["id"], data, tags)
-    context.weave.add_item(item, verified=True)  # signed just now
+    if not (getattr(context, "message", None) or {}).get("Read-Only"):
+        context.weave.add_item(item, verified=True)  # signed just now
     return item.id
 
 
