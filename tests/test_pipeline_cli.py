@@ -8,16 +8,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("sentencepiece")
 
-from test_t5_pipelines import tiny_t5_folder  # noqa: E402
+from test_t5_pipelines import t5_folder, t5_saved  # noqa: E402,F401 (fixtures)
 from tfao.cli.main import main  # noqa: E402
 from tfao.models.pipelines import pipeline  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def t5_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("t5")
-    tiny_t5_folder(folder)
-    return folder
 
 
 def run(capsys, *argv):
@@ -26,12 +19,12 @@ def run(capsys, *argv):
     return code, captured.out, captured.err
 
 
-def test_summaries_print_one_per_line_and_as_json(capsys, t5_folder):
-    expected = pipeline("summarization", t5_folder)(["a dog", "the quick brown fox"])
-    code, out, _ = run(capsys, "summarization", "--model", t5_folder, "a dog", "the quick brown fox")
+def test_summaries_print_one_per_line_and_as_json(capsys, t5_saved):
+    expected = pipeline("summarization", t5_saved)(["a dog", "the quick brown fox"])
+    code, out, _ = run(capsys, "summarization", "--model", t5_saved, "a dog", "the quick brown fox")
     assert code == 0 and out.splitlines() == [entry["summary_text"] for entry in expected]
-    code, out, _ = run(capsys, "translation_en_to_de", "--model", t5_folder, "--json", "-o", "max_new_tokens=5", "a dog")
-    expected = pipeline("translation_en_to_de", t5_folder)("a dog", max_new_tokens=5)
+    code, out, _ = run(capsys, "translation_en_to_de", "--model", t5_saved, "--json", "-o", "max_new_tokens=5", "a dog")
+    expected = pipeline("translation_en_to_de", t5_saved)("a dog", max_new_tokens=5)
     assert code == 0 and json.loads(out) == expected
 
 

@@ -8,25 +8,18 @@ pytest.importorskip("torch")
 pytest.importorskip("sentencepiece")
 
 from conftest import OfflineContext, transformers_vm  # noqa: E402
-from test_t5_pipelines import PROMPTS, tiny_t5_folder  # noqa: E402
+from test_t5_pipelines import PROMPTS, t5_folder, t5_saved  # noqa: E402,F401 (fixtures)
 from tfao.models.pipelines import pipeline  # noqa: E402
 from tfao.models.t5 import T5Text  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("t5")
-    tiny_t5_folder(folder)
-    return folder
-
-
 @pytest.fixture
-def lua(folder):
+def lua(t5_saved):
     context = OfflineContext()
     context.message = {"Id": "message-1"}
     vm = transformers_vm(context)
     g = vm.lua.globals()
-    g.M, g.T, g.C = ((folder / name).read_bytes() for name in ("model.safetensors", "tokenizer.json", "config.json"))
+    g.M, g.T, g.C = ((t5_saved / name).read_bytes() for name in ("model.safetensors", "tokenizer.json", "config.json"))
     g.P1, g.P2 = PROMPTS
     return vm, context
 
@@ -35,9 +28,9 @@ def texts(table):
     return [value.decode() for value in table.values()]
 
 
-def test_generate_equals_the_python_pipeline(lua, folder):
+def test_generate_equals_the_python_pipeline(lua, t5_saved):
     vm, context = lua
-    expected = [entry["generated_text"] for entry in pipeline("text2text-generation", folder)(PROMPTS, max_new_tokens=8)]
+    expected = [entry["generated_text"] for entry in pipeline("text2text-generation", t5_saved)(PROMPTS, max_new_tokens=8)]
     one, many = vm.execute('local t5 = require("transformers").t5'
                            ' return (t5.generate{model=M, tokenizer=T, config=C, prompt=P1, max_new_tokens=8}),'
                            ' (t5.generate{model=M, tokenizer=T, config=C, prompt={P1, P2}, max_new_tokens=8})')
@@ -47,9 +40,9 @@ def test_generate_equals_the_python_pipeline(lua, folder):
     assert len(context.values) == 2  # served from the memo
 
 
-def test_return_ids_and_returned_sequences(lua, folder):
+def test_return_ids_and_returned_sequences(lua, t5_saved):
     vm, _ = lua
-    ids = T5Text.from_pretrained(folder).generate_ids(PROMPTS[:1], max_new_tokens=6, num_beams=3,
+    ids = T5Text.from_pretrained(t5_saved).generate_ids(PROMPTS[:1], max_new_tokens=6, num_beams=3,
                                                       num_return_sequences=2)
     beams, meta = vm.execute('return require("transformers").t5.generate{model=M, tokenizer=T, config=C, prompt=P1,'
                              ' max_new_tokens=6, num_beams=3, num_return_sequences=2, return_ids=true}')
@@ -73,9 +66,9 @@ def test_sampling_seeds_come_from_the_message(lua):
     assert greedy == vm.execute(call.replace(", temperature=3.0, top_p=0.95", "") % "")
 
 
-def test_seed_project_aliases(lua, folder):
+def test_seed_project_aliases(lua, t5_saved):
     vm, _ = lua
-    text_model = T5Text.from_pretrained(folder)
+    text_model = T5Text.from_pretrained(t5_saved)
     expected = text_model.decode(text_model.generate_ids(PROMPTS[:1], max_new_tokens=8, repetition_penalty=1.8,
                                                          repetition_window=3))
     got = vm.execute('return (require("transformers").t5.generate{model=M, tokenizer=T, config=C, prompt=P1,'
@@ -90,10 +83,10 @@ def test_seed_project_aliases(lua, folder):
     assert np.array([list(row.values()) for row in vectors.values()], np.float32).tobytes() == expected.tobytes()
 
 
-def test_pipelines_from_lua(lua, folder):
+def test_pipelines_from_lua(lua, t5_saved):
     vm, _ = lua
-    summary = pipeline("summarization", folder)(PROMPTS[1])[0]["summary_text"]
-    translation = pipeline("translation_en_to_de", folder)(PROMPTS[1])[0]["translation_text"]
+    summary = pipeline("summarization", t5_saved)(PROMPTS[1])[0]["summary_text"]
+    translation = pipeline("translation_en_to_de", t5_saved)(PROMPTS[1])[0]["translation_text"]
     got = vm.execute('local tr = require("transformers")'
                      ' local files = {model=M, tokenizer=T, config=C}'
                      ' return tr.pipeline("summarization", files)(P2), tr.pipeline("translation_en_to_de", files)(P2)')

@@ -42,6 +42,13 @@ def t5_folder(tmp_path_factory):
     return folder, tiny_t5_folder(folder)
 
 
+@pytest.fixture(scope="module")
+def t5_saved(t5_folder):
+    """The folder of ``t5_folder`` alone, for modules that read the saved files (import this fixture
+    together with ``t5_folder``)."""
+    return t5_folder[0]
+
+
 def reference_texts(reference, folder, prompts, **options):
     tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), pad_token="<pad>")
     batch = tokenizer(prompts, return_tensors="pt", padding=True)
