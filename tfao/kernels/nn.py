@@ -92,6 +92,24 @@ ACTIVATIONS = {"gelu": gelu, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_ta
                "swish": silu, "quick_gelu": quick_gelu}
 
 
+_SOFTMAX_BLOCK_ELEMENTS = 1 << 14  # exact softmax works on blocks of rows whose float64 temporaries stay in cache
+
+
+def _softmax_rows64(rows: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
+    """Exact softmax of float32 ``rows`` [R, n] along the last axis (float64 inside, rounded once)."""
+    x64 = as64(rows)
+    if keep is not None:
+        x64 = np.where(keep, x64, -np.inf)
+    peak = max_reduce(x64, axis=-1, keepdims=True)
+    peak[~np.isfinite(peak)] = 0.0  # a fully masked row stays finite (all zeros)
+    x64 -= peak
+    e = exp64(x64)
+    if keep is not None:
+        e = np.where(keep, e, 0.0)
+    e /= tree_sum(e, axis=-1, keepdims=True)
+    return e
+
+
 def softmax(x: np.ndarray, axis: int = -1, where: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
     """Softmax along ``axis``; entries where ``where`` is False get probability exactly 0."""
     if resolve_mode(mode) == "fast":
@@ -102,16 +120,18 @@ def softmax(x: np.ndarray, axis: int = -1, where: np.ndarray | None = None, mode
         np.exp(e, out=e)
         e /= fast_sum(e, axis=axis, keepdims=True)
         return e
-    x64 = as64(x)
-    if where is not None:
-        x64 = np.where(where, x64, -np.inf)
-    peak = max_reduce(x64, axis=axis, keepdims=True)
-    peak[~np.isfinite(peak)] = 0.0  # a fully masked row stays finite (all zeros)
-    e = exp64(x64 - peak)
-    if where is not None:
-        e = np.where(where, e, 0.0)
-    total = tree_sum(e, axis=axis, keepdims=True)
-    return (e / total).astype(np.float32)
+    x = np.asarray(x, dtype=np.float32)
+    keep = None if where is None else np.moveaxis(np.broadcast_to(where, x.shape), axis, -1)
+    x = np.moveaxis(x, axis, -1)
+    length = x.shape[-1]
+    rows = x.reshape(-1, length)  # [R, n]
+    if keep is not None:
+        keep = keep.reshape(-1, length)
+    out = np.empty(rows.shape, dtype=np.float32)
+    block = max(1, _SOFTMAX_BLOCK_ELEMENTS // max(length, 1))
+    for start in range(0, rows.shape[0], block):  # each row on its own: blocks never change the bits
+        out[start:start + block] = _softmax_rows64(rows[start:start + block], None if keep is None else keep[start:start + block])
+    return np.moveaxis(out.reshape(x.shape), -1, axis)
 
 
 def log_softmax(x: np.ndarray, mode: str | None = None) -> np.ndarray:
