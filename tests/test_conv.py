@@ -45,6 +45,36 @@ def test_exact_conv2d_bits_do_not_depend_on_tiles_or_batch():
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("height,width,padding", [(7, 10, (0, 1, 1, 0)), (5, 3, (2, 1, 0, 2)), (1, 1, 1)])
+def test_winograd_3x3_with_odd_sizes_and_uneven_padding_matches_torch(mode, height, width, padding):
+    x, weight, bias = rng_array(20, 2, 9, height, width), rng_array(21, 7, 9, 3, 3), rng_array(22, 7)
+    conv = Conv2d(weight, bias, padding=padding)
+    assert conv.winograd is not None
+    top, bottom, left, right = (padding,) * 4 if isinstance(padding, int) else padding
+    want = F.conv2d(F.pad(torch.from_numpy(x), (left, right, top, bottom)), torch.from_numpy(weight), torch.from_numpy(bias))
+    got = to_channels_first(conv(to_channels_last(x), mode=mode))
+    assert got.shape == want.shape
+    assert rel_err(got, want.numpy()) <= 1e-5
+
+
+@pytest.mark.parametrize("scale", [1e-36, 1e30])
+def test_exact_winograd_keeps_its_accuracy_at_extreme_magnitudes(scale):
+    x, weight = rng_array(23, 1, 4, 6, 6, scale=scale), rng_array(24, 3, 4, 3, 3)
+    want = F.conv2d(torch.from_numpy(x).double(), torch.from_numpy(weight).double(), padding=1).numpy()
+    got = to_channels_first(Conv2d(weight, padding=1)(to_channels_last(x), mode="exact"))
+    assert rel_err(got, want) <= 1e-5
+
+
+def test_a_non_finite_pixel_spoils_only_the_tiles_that_see_it():
+    x = to_channels_last(rng_array(25, 1, 3, 12, 12))
+    x[0, 5, 6, 1] = np.nan
+    out = Conv2d(rng_array(26, 2, 3, 3, 3), padding=1)(x, mode="exact")
+    bad = ~np.isfinite(out).all(axis=(0, 3))
+    assert bad[4:7, 5:8].all()  # every pixel whose 3x3 patch holds it
+    assert bad.sum() <= 6 * 6 and np.isfinite(out[0, :2]).all() and np.isfinite(out[0, 9:]).all()
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_group_norm_matches_torch(mode):
     x = rng_array(6, 2, 12, 5, 7, scale=3.0) + 2.0
     weight, bias = rng_array(7, 12), rng_array(8, 12)

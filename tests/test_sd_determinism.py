@@ -10,7 +10,7 @@ from sd_fixtures import build_reference
 GOLDEN = {
     "txt2img": "5a584091338c2430882bf186f3d83dccef9814c0fff85205627322bb8f6bc0d2",  # sha256 of the uint8 pixels
     "png": "5b654d33cccbadcb1ded128c915a9be9fcdef2190ec4969f5c897cb99cb2e9b8",  # of the PNG bytes
-    "img2img": "4632c3a06438dc18f4cc7daa39b2ac43ba0bea69ceabc4c560dcf869fa07ba8d",  # of img2img's PNG bytes
+    "img2img": "3acbb19ecf7444a98cec2fadd0cd6a3743775cd97fc2a4318de8ef21c044f30d",  # of img2img's PNG bytes
 }
 
 CHILD = r"""

@@ -19,7 +19,8 @@ from safetensors.torch import save_file
 from sd_fixtures import shared_data
 from tfao.kernels import sd_single_file
 from tfao.kernels.modes import KERNELS_VERSION
-from tfao.kernels.networks import linear_layers
+from tfao.kernels.conv import Conv2d
+from tfao.kernels.networks import layers, linear_layers
 from tfao.kernels.ops import PreparedStore
 from tfao.kernels.sd_single_file import SingleFileNames
 from tfao.kernels.stable_diffusion import load, load_folder, load_single_file
@@ -27,7 +28,7 @@ from tfao.kernels.weights import WeightError
 
 CLIP_TOKENIZER = shared_data("clip-tokenizer")
 # exact-mode output hashes by kernels version (a deliberate change of bits bumps KERNELS_VERSION)
-GOLDEN_SHA256 = {1: "c6dfe17e97c7983d4778df8aa341e34f1e5b0f5a52b4493f8f4b7cb17b148178"}
+GOLDEN_SHA256 = {1: "c6dfe17e97c7983d4778df8aa341e34f1e5b0f5a52b4493f8f4b7cb17b148178", 2: "008f4c74fa5e8ccf7eaccf853a6f664d0169b3b682baa6043a22a7a94da11b01"}
 
 TINY_UNET = dict(sample_size=8, block_out_channels=(24, 48), layers_per_block=2, norm_num_groups=8,
                  down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
@@ -133,7 +134,11 @@ def test_prepared_exact_weights_are_shared_through_the_store(tiny_sd, tmp_path):
     second = load_folder(folder, prepared=PreparedStore(tmp_path))
     assert [a.tobytes() for a in run_all(second)] == [a.tobytes() for a in plain]
     assert sorted(tmp_path.iterdir()) == stored
-    assert all(isinstance(linear._exact[1], np.memmap) for linear in linear_layers(second.unet))  # mapped, not rebuilt
+    # mapped, not rebuilt: GEMM weights, and the transformed weights of the 3x3 convolutions
+    convs = [conv for conv in layers(second.unet, Conv2d) if conv.winograd is not None]
+    assert convs and all(isinstance(conv.winograd.transformed("exact"), np.memmap) for conv in convs)
+    gemms = [linear for linear in linear_layers(second.unet) if linear._exact is not None]
+    assert gemms and all(isinstance(linear._exact[1], np.memmap) for linear in gemms)
 
 
 def test_single_file_without_config_is_sd15(tiny_sd):

@@ -1,8 +1,9 @@
 """Image-network primitives on channels-last tensors [N, H, W, C], in both math modes: 2-D convolution on the
 exact GEMM, group norm, nearest upsampling and multi-head attention with query chunking.
 
-Tiles and chunks only bound memory; they never change bits. A convolution's GEMM row is one output pixel's
-patch, quantized on its own (``ops.Linear``), so a pixel's result depends on its patch alone whatever the tile.
+Tiles and chunks only bound memory; they never change bits. A 3x3 stride-1 convolution runs by Winograd's
+F(2x2, 3x3) (``winograd``), where a pixel's result depends on its 2x2 output tile's 4x4 input window alone;
+other convolutions are GEMMs whose row is one output pixel's patch, quantized on its own (``ops.Linear``).
 An attention chunk is a set of whole query rows, and the keys and values are quantized per key and per
 channel over all keys, so a query's result does not depend on which chunk holds it.
 """
@@ -17,8 +18,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from . import ops
 from .reductions import tree_sum
 from .transcendentals import as64
+from .winograd import Winograd3x3
 
 _TILE_ELEMENTS = 1 << 22  # patch-matrix entries per convolution tile (32 MiB as float64)
+_WINOGRAD_ELEMENTS = 1 << 21  # transformed-input entries per Winograd block (16 MiB as float64)
 _SCORE_ELEMENTS = 1 << 22  # attention scores per query chunk
 
 
@@ -34,18 +37,25 @@ class Conv2d:
         self.padding = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
         # GEMM columns in the checkpoint's (channel, dy, dx) order: the weight stays a view of the mapped file
         self.linear = ops.Linear(np.asarray(weight).reshape(out_channels, in_channels * kh * kw), bias)
+        self.winograd = Winograd3x3(self.linear, in_channels) if (kh, kw, stride) == (3, 3, 1) else None
 
     def _pointwise(self) -> bool:
         return self.kernel == (1, 1) and self.stride == 1 and self.padding == (0, 0, 0, 0)
 
-    def __call__(self, x: np.ndarray, mode: str | None = None, tile_elements: int = _TILE_ELEMENTS) -> np.ndarray:
+    def __call__(self, x: np.ndarray, mode: str | None = None, tile_elements: int | None = None) -> np.ndarray:
         if x.shape[-1] != self.in_channels:
             raise ValueError(f"conv2d expects {self.in_channels} input channels, got {x.shape[-1]}")
         if self._pointwise():
             return self.linear(x, mode=mode)
         top, bottom, left, right = self.padding
         (kh, kw), stride = self.kernel, self.stride
+        if self.winograd is not None:
+            out_h, out_w = x.shape[1] + top + bottom - 2, x.shape[2] + left + right - 2
+            # zero rows and columns up to whole 4x4 tiles: [N, 2 ceil(H'/2) + 2, 2 ceil(W'/2) + 2, C]
+            padded = np.pad(x, ((0, 0), (top, bottom + out_h % 2), (left, right + out_w % 2), (0, 0)))
+            return self.winograd(padded, out_h, out_w, ops.resolve_mode(mode), tile_elements or _WINOGRAD_ELEMENTS)
         padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))  # [N, H + pads, W + pads, C]
+        tile_elements = tile_elements or _TILE_ELEMENTS
         windows = sliding_window_view(padded, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]  # [N, H', W', C, kh, kw], a view
         batch, out_h, out_w = windows.shape[:3]
         out = np.empty((batch, out_h, out_w, self.out_channels), dtype=np.float32)

@@ -132,6 +132,7 @@ class Linear:
         self.bias = None if bias is None else np.asarray(bias, dtype=np.float32)
         self.prepared = prepared
         self._exact = None
+        self._digest = None
 
     @classmethod
     def load(cls, weights, shape: tuple[int, int], prepared: PreparedStore | None = None) -> "Linear":
@@ -156,6 +157,16 @@ class Linear:
     def weight_t(self) -> np.ndarray:
         return self.weight.T  # [in, out], a view: BLAS reads the transpose in place
 
+    def prepared_key(self, form: str) -> str:
+        """The ``PreparedStore`` key of this weight in a prepared ``form``: the kernels version, the weight's
+        content (hashed once) and its shape."""
+        if self._digest is None:
+            content = hashlib.sha256()  # of the [out, in] bytes, block after block
+            for block in self.blocks:
+                content.update(np.ascontiguousarray(block).data)
+            self._digest = content.hexdigest()
+        return f"v{KERNELS_VERSION}-{self._digest}-{self.out_features}x{self.in_features}-{form}"
+
     def _quantized_weight(self, bits: int) -> tuple[np.ndarray]:
         return (np.ascontiguousarray(_quantize(self.weight_t, 0, bits)),)  # per output unit
 
@@ -165,11 +176,8 @@ class Linear:
             if self.prepared is None:
                 (weight_q,) = self._quantized_weight(bits)
             else:
-                content = hashlib.sha256()  # of the [out, in] bytes, block after block
-                for block in self.blocks:
-                    content.update(np.ascontiguousarray(block).data)
-                key = f"v{KERNELS_VERSION}-{content.hexdigest()}-{self.out_features}x{self.in_features}-{bits}"
-                (weight_q,) = self.prepared.arrays(key, ("quantized",), lambda: self._quantized_weight(bits))
+                (weight_q,) = self.prepared.arrays(self.prepared_key(f"gemm{bits}"), ("quantized",),
+                                                   lambda: self._quantized_weight(bits))
             bias = None if self.bias is None else self.bias.astype(np.float64)
             self._exact = (bits, weight_q, bias)
         return self._exact

@@ -1,26 +1,32 @@
 """Whole-network helpers for models built from nested layer objects (CLIP, UNet, VAE): their linear layers
-(convolutions included), the bytes those reference, and sharing prepared exact-mode weights."""
+(convolutions included), the bytes those reference, and sharing prepared weights."""
 
 from __future__ import annotations
 
 from . import ops
+from .winograd import Winograd3x3
 
 
-def linear_layers(network) -> list[ops.Linear]:
-    """Every ``ops.Linear`` reachable through the attributes, lists and tuples of ``network``, once each."""
+def layers(network, kinds) -> list:
+    """Every instance of ``kinds`` reachable through the attributes, lists and tuples of ``network``, once each."""
     found, seen, pending = [], set(), [network]
     while pending:
         item = pending.pop()
         if id(item) in seen:
             continue
         seen.add(id(item))
-        if isinstance(item, ops.Linear):
+        if isinstance(item, kinds):
             found.append(item)
         elif isinstance(item, (list, tuple)):
             pending.extend(item)
         elif hasattr(item, "__dict__") and type(item).__module__.startswith("tfao.kernels"):
             pending.extend(vars(item).values())
     return found
+
+
+def linear_layers(network) -> list[ops.Linear]:
+    """Every ``ops.Linear`` of ``network`` (convolutions' GEMM weights included)."""
+    return layers(network, ops.Linear)
 
 
 def share_prepared(network, prepared: ops.PreparedStore | None) -> None:
@@ -31,5 +37,5 @@ def share_prepared(network, prepared: ops.PreparedStore | None) -> None:
 
 
 def nbytes(network) -> int:
-    """Bytes the network's layers reference (for a model cache's budget)."""
-    return sum(linear.nbytes() for linear in linear_layers(network))
+    """Bytes the network's layers reference, prepared forms included (for a model cache's budget)."""
+    return sum(layer.nbytes() for layer in layers(network, (ops.Linear, Winograd3x3)))
