@@ -16,13 +16,13 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import ops
-from .reductions import tree_sum
+from .reductions import fast_sum, max_reduce, tree_sum
 from .transcendentals import as64
 from .winograd import Winograd3x3
 
 _TILE_ELEMENTS = 1 << 22  # patch-matrix entries per convolution tile (32 MiB as float64)
 _WINOGRAD_ELEMENTS = 1 << 21  # transformed-input entries per Winograd block (16 MiB as float64)
-_SCORE_ELEMENTS = 1 << 22  # attention scores per query chunk
+_SCORE_ELEMENTS = 1 << 19  # attention scores per query chunk (2 MiB as float32)
 
 
 class Conv2d:
@@ -104,27 +104,37 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int, mode: str
               score_elements: int = _SCORE_ELEMENTS) -> np.ndarray:
     """Multi-head scaled dot-product attention, no mask: ``q`` [N, Tq, D], ``k``/``v`` [N, Tk, D] -> [N, Tq, D].
 
-    Queries are processed in chunks so that the scores of one chunk hold about ``score_elements`` entries.
+    One sample and head at a time, queries in chunks whose scores hold about ``score_elements`` entries
+    (in cache, and GEMMs of a good shape); each head's keys and values are prepared once for all chunks.
+    Fast mode normalises after the product with the values (a [rows, d] division instead of [rows, Tk]).
     """
+    mode = ops.resolve_mode(mode)
     batch, queries, dim = q.shape
     keys = k.shape[1]
     if dim % heads:
         raise ValueError(f"width {dim} does not split into {heads} heads")
     head_dim = dim // heads
-
-    def split_heads(x):
-        return x.reshape(batch, -1, heads, head_dim).transpose(0, 2, 1, 3)  # [N, h, T, d]
-
-    q, k_t, v = split_heads(q), split_heads(k).transpose(0, 1, 3, 2), split_heads(v)  # k_t [N, h, d, Tk]
     scale = np.float32(1.0 / math.sqrt(head_dim))
-    out = np.empty((batch, heads, queries, head_dim), dtype=np.float32)
-    rows = max(1, score_elements // (batch * heads * keys))
-    for start in range(0, queries, rows):
-        scores = ops.matmul(q[:, :, start:start + rows], k_t, mode=mode)  # [N, h, rows, Tk]
-        scores *= scale
-        probs = ops.softmax(scores, mode=mode)
-        out[:, :, start:start + rows] = ops.matmul(probs, v, mode=mode)  # [N, h, rows, d]
-    return out.transpose(0, 2, 1, 3).reshape(batch, queries, dim)  # [N, Tq, D]
+    out = np.empty((batch, queries, dim), dtype=np.float32)
+    rows = max(1, score_elements // keys)
+    for n in range(batch):
+        for h in range(0, dim, head_dim):
+            keys_t = ops.RightFactor(k[n, :, h:h + head_dim].T, mode)  # [d, Tk]
+            values = ops.RightFactor(v[n, :, h:h + head_dim], mode)  # [Tk, d]
+            for start in range(0, queries, rows):
+                query = q[n, start:start + rows, h:h + head_dim]  # [rows, d]
+                if mode == "fast":
+                    weights = keys_t(query * scale)  # [rows, Tk]
+                    weights -= max_reduce(weights, axis=-1, keepdims=True)
+                    np.exp(weights, out=weights)
+                    mixed = values(weights)  # [rows, d]
+                    mixed /= fast_sum(weights, axis=-1, keepdims=True)
+                else:
+                    scores = keys_t(query)  # [rows, Tk]
+                    scores *= scale
+                    mixed = values(ops.softmax(scores, mode=mode))  # [rows, d]
+                out[n, start:start + rows, h:h + head_dim] = mixed
+    return out
 
 
 def to_channels_last(x: np.ndarray) -> np.ndarray:

@@ -54,15 +54,6 @@ def _quantize(x: np.ndarray, axis: int, bits: int) -> np.ndarray:
     return rounded
 
 
-def _exact_matmul(a: np.ndarray, b: np.ndarray, max_k: int | None) -> np.ndarray:
-    k = a.shape[-1]
-    if max_k is not None and k > max_k:
-        raise ValueError(f"contraction length {k} exceeds max_k {max_k}")
-    bits = gemm_bits(max_k or k)
-    product = np.matmul(_quantize(a, -1, bits), _quantize(b, -2, bits))  # per row of a, per column of b
-    return product.astype(np.float32)
-
-
 def matmul(a: np.ndarray, b: np.ndarray, mode: str | None = None, max_k: int | None = None) -> np.ndarray:
     """``a @ b`` for float32 ``a`` [..., M, K] and ``b`` [..., K, N] (batched for attention).
 
@@ -71,7 +62,24 @@ def matmul(a: np.ndarray, b: np.ndarray, mode: str | None = None, max_k: int | N
     """
     if resolve_mode(mode) == "fast":
         return np.matmul(a, b)
-    return _exact_matmul(a, b, max_k)
+    return RightFactor(b, mode, max_k)(a)
+
+
+class RightFactor:
+    """``b`` [..., K, N] prepared once as the right factor of several products ``a @ b`` (the keys or values of
+    attention, met by one chunk of queries after another): the same bits as ``matmul(a, b)``."""
+
+    def __init__(self, b: np.ndarray, mode: str | None = None, max_k: int | None = None):
+        self.mode, k = resolve_mode(mode), b.shape[-2]
+        if max_k is not None and k > max_k:
+            raise ValueError(f"contraction length {k} exceeds max_k {max_k}")
+        self.bits = gemm_bits(max_k or k)
+        self.b = b if self.mode == "fast" else _quantize(b, -2, self.bits)  # per column of b
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        if self.mode == "fast":
+            return np.matmul(a, self.b)
+        return np.matmul(_quantize(a, -1, self.bits), self.b).astype(np.float32)  # per row of a
 
 
 class PreparedStore:
