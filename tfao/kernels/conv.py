@@ -77,11 +77,15 @@ def group_norm(x: np.ndarray, groups: int, weight: np.ndarray, bias: np.ndarray,
     count = height * width * (channels // groups)
     gamma = np.asarray(weight).reshape(groups, -1)
     beta = np.asarray(bias).reshape(groups, -1)
-    if ops.resolve_mode(mode) == "fast":
-        mean = grouped.mean(axis=(1, 3), keepdims=True)
-        centred = grouped - mean
-        var = np.mean(centred * centred, axis=(1, 3), keepdims=True)
-        return (centred / np.sqrt(var + np.float32(eps)) * gamma + beta).reshape(x.shape)
+    if ops.resolve_mode(mode) == "fast":  # per-channel sums over the pixels (a contiguous reduction), then per group
+        pixels = x.reshape(batch, height * width, channels)
+        mean = pixels.mean(axis=1).reshape(batch, groups, -1).mean(axis=-1)  # [N, G]
+        centred = pixels - np.repeat(mean, channels // groups, axis=1)[:, None, :]  # [N, HW, C]
+        var = np.square(centred).mean(axis=1).reshape(batch, groups, -1).mean(axis=-1)  # [N, G]
+        scale = np.repeat(1 / np.sqrt(var + np.float32(eps)), channels // groups, axis=1) * np.asarray(weight)  # [N, C]
+        centred *= scale[:, None, :]
+        centred += np.asarray(bias)
+        return centred.reshape(x.shape)
     out = np.empty(x.shape, dtype=np.float32)
     for n in range(batch):  # one sample at a time: float64 temporaries stay one image large
         sample = as64(grouped[n])  # [HW, G, C/G]
