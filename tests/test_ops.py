@@ -97,6 +97,17 @@ def test_transcendentals_are_float32_correct():
     assert np.isnan(ops.erf(np.array([np.nan]), mode="exact")).all()
 
 
+def test_softmax_exp_is_within_two_ulps_and_never_subnormal():
+    from tfao.kernels.transcendentals import exp_nonpositive32
+
+    x = np.concatenate([np.linspace(-86, 0, 200001), -np.geomspace(1e-38, 1, 500)]).astype(np.float32)
+    assert ulps(exp_nonpositive32(x), np.array([math.exp(float(v)) for v in x], dtype=np.float32)) <= 2
+    floor = np.float32(math.exp(-86))
+    got = exp_nonpositive32(np.array([0.0, -0.0, -87.0, -1e4, -np.inf, np.nan], np.float32))
+    assert got[:2].tolist() == [1.0, 1.0] and np.isnan(got[-1])
+    assert (got[2:5] >= floor * 0.999).all() and (got[2:5] <= floor * 1.001).all()
+
+
 def test_gelu_variants():
     x = np.linspace(-8, 8, 4001).astype(np.float32)
     x64 = x.astype(np.float64)

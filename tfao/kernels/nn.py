@@ -6,7 +6,7 @@ import numpy as np
 
 from .modes import resolve_mode
 from .reductions import fast_sum, max_reduce, tree_sum
-from .transcendentals import as64, elementwise, erf_eval, exp64, log64, tanh64
+from .transcendentals import as64, elementwise, erf_eval, exp64, exp_nonpositive32, log64, tanh64
 
 _SQRT_HALF = 0.7071067811865476
 _SQRT_2_OVER_PI = 0.7978845608028654
@@ -92,22 +92,20 @@ ACTIVATIONS = {"gelu": gelu, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_ta
                "swish": silu, "quick_gelu": quick_gelu}
 
 
-_SOFTMAX_BLOCK_ELEMENTS = 1 << 14  # exact softmax works on blocks of rows whose float64 temporaries stay in cache
+_SOFTMAX_BLOCK_ELEMENTS = 1 << 14  # exact softmax works on blocks of rows whose temporaries stay in cache
 
 
-def _softmax_rows64(rows: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
-    """Exact softmax of float32 ``rows`` [R, n] along the last axis (float64 inside, rounded once)."""
-    x64 = as64(rows)
+def _softmax_rows_exact(rows: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
+    """Exact softmax of float32 ``rows`` [R, n] along the last axis: float32 steps with a fixed-bits ``exp``,
+    a float64 sum in a fixed order, one rounding of each quotient."""
+    x = rows if keep is None else np.where(keep, rows, np.float32(-np.inf))
+    peak = max_reduce(x, axis=-1, keepdims=True)
+    peak[~np.isfinite(peak)] = 0.0  # a fully masked row stays finite
+    e = exp_nonpositive32(x - peak)
     if keep is not None:
-        x64 = np.where(keep, x64, -np.inf)
-    peak = max_reduce(x64, axis=-1, keepdims=True)
-    peak[~np.isfinite(peak)] = 0.0  # a fully masked row stays finite (all zeros)
-    x64 -= peak
-    e = exp64(x64)
-    if keep is not None:
-        e = np.where(keep, e, 0.0)
-    e /= tree_sum(e, axis=-1, keepdims=True)
-    return e
+        e = np.where(keep, e, np.float32(0.0))
+    total = tree_sum(e, axis=-1, keepdims=True)  # float64
+    return np.divide(e, total, out=np.empty(e.shape, dtype=np.float32), casting="same_kind")
 
 
 def softmax(x: np.ndarray, axis: int = -1, where: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
@@ -130,7 +128,7 @@ def softmax(x: np.ndarray, axis: int = -1, where: np.ndarray | None = None, mode
     out = np.empty(rows.shape, dtype=np.float32)
     block = max(1, _SOFTMAX_BLOCK_ELEMENTS // max(length, 1))
     for start in range(0, rows.shape[0], block):  # each row on its own: blocks never change the bits
-        out[start:start + block] = _softmax_rows64(rows[start:start + block], None if keep is None else keep[start:start + block])
+        out[start:start + block] = _softmax_rows_exact(rows[start:start + block], None if keep is None else keep[start:start + block])
     return np.moveaxis(out.reshape(x.shape), -1, axis)
 
 

@@ -50,6 +50,35 @@ def expm1_64(x: np.ndarray) -> np.ndarray:
     return power * expm1_r + (power - 1.0)
 
 
+_EXP32_LOG2E = np.float32(_LOG2E)
+_EXP32_LN2_HI = np.float32(45426 / 65536)  # ln 2 to 16 bits: n * hi is exact in float32 for |n| < 2**8
+_EXP32_LN2_LO = np.float32(math.log(2) - 45426 / 65536)
+_EXP32_MAGIC = np.float32(1.5 * 2**23)  # adding it rounds a float32 below 2**22 to an integer
+_EXP32_COEFFS = [np.float32(1.0 / math.factorial(k)) for k in range(7, -1, -1)]  # r**k / k!, k = 7 .. 0
+_EXP32_FLOOR = np.float32(-86.0)  # exp(-86) is still a normal float32: no subnormal step (FTZ-proof)
+
+
+def exp_nonpositive32(x: np.ndarray) -> np.ndarray:
+    """e**x for float32 ``x`` <= 0 (softmax's shifted scores) in float32 ``+ - *`` alone, so the same bits
+    on every machine: ``x = n ln2 + r`` (Cody-Waite), a degree-7 polynomial in r, times ``2**n``. Below
+    -86 the result is exp(-86) (4e-38) rather than smaller; NaN stays NaN. About 2 ulp."""
+    x = np.maximum(x, _EXP32_FLOOR)  # NaN propagates
+    shifted = x * _EXP32_LOG2E
+    shifted += _EXP32_MAGIC
+    n_int = shifted.view(np.int32) - _EXP32_MAGIC.view(np.int32)
+    shifted -= _EXP32_MAGIC  # n as a float32
+    r = x - shifted * _EXP32_LN2_HI
+    r -= shifted * _EXP32_LN2_LO
+    poly = np.full_like(r, _EXP32_COEFFS[0])
+    for coeff in _EXP32_COEFFS[1:]:
+        poly *= r
+        poly += coeff
+    n_int += 127
+    n_int <<= 23
+    poly *= n_int.view(np.float32)  # 2**n, exact scaling
+    return poly
+
+
 def _erf_table(step: float, last: float, degree: int) -> np.ndarray:
     """Taylor coefficients of erf around each centre ``k * step`` in the scaled variable ``t = (z - c) / step``.
 
