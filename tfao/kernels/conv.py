@@ -86,16 +86,19 @@ def group_norm(x: np.ndarray, groups: int, weight: np.ndarray, bias: np.ndarray,
         centred *= scale[:, None, :]
         centred += np.asarray(bias)
         return centred.reshape(x.shape)
+    def group_sums(pixels):  # [HW, C] -> [G]: each channel over the pixels, then each group, in a fixed order
+        return tree_sum(tree_sum(pixels, axis=0).reshape(groups, -1), axis=-1)
+
+    per_group = channels // groups
     out = np.empty(x.shape, dtype=np.float32)
     for n in range(batch):  # one sample at a time: float64 temporaries stay one image large
-        sample = as64(grouped[n])  # [HW, G, C/G]
-        mean = tree_sum(tree_sum(sample, axis=-1), axis=0) / count  # [G], in a fixed order
-        sample -= mean[:, None]
-        var = tree_sum(tree_sum(sample * sample, axis=-1), axis=0) / count  # [G]
-        sample /= np.sqrt(var + eps)[:, None]
-        sample *= gamma
-        sample += beta
-        out[n] = sample.reshape(height, width, channels)
+        pixels = x[n].reshape(height * width, channels)  # [HW, C]
+        centred = as64(pixels) - np.repeat(group_sums(pixels) / count, per_group)  # [HW, C]
+        var = group_sums(np.square(centred)) / count  # [G]
+        centred /= np.repeat(np.sqrt(var + eps), per_group)
+        centred *= as64(weight)
+        centred += as64(bias)
+        out[n] = centred.reshape(height, width, channels)
     return out
 
 

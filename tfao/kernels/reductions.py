@@ -29,6 +29,11 @@ def tree_sum(x: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarra
             width //= 2
             np.add(acc[..., :width], acc[..., width:2 * width], out=acc[..., :width])
         acc = acc[..., :width].transpose(axis, *range(axis)).copy()
+    elif axis == 0 and width > 1:  # the first halving straight from x, as along a long last axis
+        width //= 2
+        acc = np.empty((width, *x.shape[1:]), dtype=np.float64)
+        np.add(x[:n - width], x[width:n], out=acc[:n - width], dtype=np.float64)
+        np.add(x[n - width:width], 0.0, out=acc[n - width:], dtype=np.float64)
     else:
         acc = np.empty((width, *x.shape[:axis], *x.shape[axis + 1:]), dtype=np.float64)
         acc[:n] = x.transpose(axis, *range(axis), *range(axis + 1, x.ndim))
