@@ -73,23 +73,21 @@ def group_norm(x: np.ndarray, groups: int, weight: np.ndarray, bias: np.ndarray,
     batch, height, width, channels = x.shape
     if channels % groups:
         raise ValueError(f"{channels} channels do not split into {groups} groups")
-    grouped = x.reshape(batch, height * width, groups, channels // groups)  # [N, HW, G, C/G]
-    count = height * width * (channels // groups)
-    gamma = np.asarray(weight).reshape(groups, -1)
-    beta = np.asarray(bias).reshape(groups, -1)
+    per_group = channels // groups
+    count = height * width * per_group
     if ops.resolve_mode(mode) == "fast":  # per-channel sums over the pixels (a contiguous reduction), then per group
         pixels = x.reshape(batch, height * width, channels)
         mean = pixels.mean(axis=1).reshape(batch, groups, -1).mean(axis=-1)  # [N, G]
-        centred = pixels - np.repeat(mean, channels // groups, axis=1)[:, None, :]  # [N, HW, C]
+        centred = pixels - np.repeat(mean, per_group, axis=1)[:, None, :]  # [N, HW, C]
         var = np.square(centred).mean(axis=1).reshape(batch, groups, -1).mean(axis=-1)  # [N, G]
-        scale = np.repeat(1 / np.sqrt(var + np.float32(eps)), channels // groups, axis=1) * np.asarray(weight)  # [N, C]
+        scale = np.repeat(1 / np.sqrt(var + np.float32(eps)), per_group, axis=1) * np.asarray(weight)  # [N, C]
         centred *= scale[:, None, :]
         centred += np.asarray(bias)
         return centred.reshape(x.shape)
+
     def group_sums(pixels):  # [HW, C] -> [G]: each channel over the pixels, then each group, in a fixed order
         return tree_sum(tree_sum(pixels, axis=0).reshape(groups, -1), axis=-1)
 
-    per_group = channels // groups
     out = np.empty(x.shape, dtype=np.float32)
     for n in range(batch):  # one sample at a time: float64 temporaries stay one image large
         pixels = x[n].reshape(height * width, channels)  # [HW, C]
