@@ -108,6 +108,13 @@ def test_softmax_exp_is_within_two_ulps_and_never_subnormal():
     assert (got[2:5] >= floor * 0.999).all() and (got[2:5] <= floor * 1.001).all()
 
 
+def test_exact_silu_is_within_three_ulps():
+    x = np.concatenate([np.linspace(-80, 80, 40001), np.geomspace(1e-30, 1, 300), -np.geomspace(1e-30, 1, 300)]).astype(np.float32)
+    want = np.array([v / (1 + math.exp(-v)) for v in x.astype(np.float64)], dtype=np.float32)
+    assert ulps(ops.silu(x, mode="exact"), want) <= 3
+    assert np.isnan(ops.silu(np.array([np.nan], np.float32), mode="exact")).all()
+
+
 def test_gelu_variants():
     x = np.linspace(-8, 8, 4001).astype(np.float32)
     x64 = x.astype(np.float64)

@@ -8,9 +8,9 @@ pytest.importorskip("diffusers")
 from sd_fixtures import build_reference
 
 GOLDEN = {
-    "txt2img": "9aa4bdfcdf599add2b1149f1567c3389bfffa6eaa762b921fd7058138625a135",  # sha256 of the uint8 pixels
-    "png": "b14e8edab600e3a7b12760884b21302cc1fd8464d50069b7e0b010d06a9957f3",  # of the PNG bytes
-    "img2img": "dd69ab1649dff5965431774e01c1440a29e94b753fb967506776e158384fdf25",  # of img2img's PNG bytes
+    "txt2img": "5a584091338c2430882bf186f3d83dccef9814c0fff85205627322bb8f6bc0d2",  # sha256 of the uint8 pixels
+    "png": "5b654d33cccbadcb1ded128c915a9be9fcdef2190ec4969f5c897cb99cb2e9b8",  # of the PNG bytes
+    "img2img": "a2817123ed6cee0612de2a709e377c48c72fde55684c7699d11a0dcfb3952276",  # of img2img's PNG bytes
 }
 
 CHILD = r"""

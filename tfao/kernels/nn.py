@@ -75,15 +75,20 @@ def relu(x, mode: str | None = None) -> np.ndarray:
     return np.maximum(x, np.float32(0.0))
 
 
-def _silu64(x: np.ndarray) -> np.ndarray:
-    return x / (1.0 + exp64(-x))
+def _silu_exact32(x: np.ndarray) -> np.ndarray:
+    """x sigmoid(x) in float32 steps of fixed bits: sigmoid from e = exp(-|x|) <= 1, 1 / (1 + e) or e / (1 + e)."""
+    e = exp_nonpositive32(-np.abs(x))
+    sigmoid = np.where(x >= 0, np.float32(1.0), e)
+    sigmoid /= np.float32(1.0) + e
+    sigmoid *= x
+    return sigmoid
 
 
 def _silu32(x: np.ndarray) -> np.ndarray:
     return x / (np.float32(1.0) + np.exp(-x))
 
 
-silu = elementwise(_silu64, _silu32)
+silu = elementwise(_silu_exact32, _silu32, exact_dtype=np.float32)
 silu.__doc__ = "x * sigmoid(x) (SiLU / swish)."
 quick_gelu = elementwise(lambda x: x / (1.0 + exp64(-1.702 * x)), lambda x: x / (np.float32(1.0) + np.exp(np.float32(-1.702) * x)))
 quick_gelu.__doc__ = "x * sigmoid(1.702 x), CLIP's GELU approximation."

@@ -153,12 +153,13 @@ def _map_chunks(function, x, dtype) -> np.ndarray:
     return out.reshape(x.shape)
 
 
-def elementwise(exact64, fast32):
-    """An elementwise function: float64 ``exact64`` rounded once in exact mode, float32 ``fast32`` in fast mode."""
+def elementwise(exact, fast32, exact_dtype=np.float64):
+    """An elementwise function: ``exact`` in exact mode (on float64, rounded once, unless ``exact_dtype`` says
+    it works in fixed float32 steps), float32 ``fast32`` in fast mode."""
     def apply(x, mode: str | None = None) -> np.ndarray:
         if resolve_mode(mode) == "fast":
             return _map_chunks(fast32, x, np.float32)
-        return _map_chunks(exact64, x, np.float64)
+        return _map_chunks(exact, x, exact_dtype)
     return apply
 
 
