@@ -31,27 +31,34 @@ def _row_exponents(x: np.ndarray, axis: int) -> np.ndarray:
     return np.frexp(absmax.astype(np.float64))[1]
 
 
+def round_to_grid(x: np.ndarray, exponent: np.ndarray, bits: int, headroom: int = 0) -> np.ndarray:
+    """``x`` rounded (half to even) to multiples of ``2**(exponent - bits)`` (``exponent`` broadcast against
+    ``x``), as float64, for |x| < ``2**(exponent + headroom)``.
+
+    Adding and subtracting ``1.5 * 2**52`` times the grid step rounds to its multiples in two passes; float32
+    inputs round in float32 (half the memory), exactly the same numbers, wherever the magic constant is a
+    normal float32 and ``bits + headroom <= 22`` keeps |x| below its rounding range.
+    """
+    if (x.dtype == np.float32 and bits + headroom <= 22 and exponent.size
+            and -100 < exponent.min() and exponent.max() < 100):
+        magic = np.ldexp(np.float32(1.5), 23 - bits + exponent)  # float32: frexp's exponents are int32
+        rounded = x + magic
+        return np.subtract(rounded, magic, out=np.empty(x.shape, dtype=np.float64))  # exact in either type
+    magic = np.ldexp(1.5, 52 - bits + exponent)
+    rounded = x.astype(np.float64)  # a copy: widening first, then in place, beats mixed-type arithmetic
+    rounded += magic
+    rounded -= magic
+    return rounded
+
+
 def _quantize(x: np.ndarray, axis: int, bits: int) -> np.ndarray:
     """``x`` rounded to ``bits``-bit integers times a power of two per slice along ``axis``, as float64.
 
     The power of two is ``2**(e - bits)`` with absmax < 2**e: the values are the integers ``rint(x * 2**shift)``
     scaled back by ``2**-shift``, which float64 holds exactly, and a product of two such operands summed over
     K stays a multiple of the scales' product below 2**53 of it, so dgemm still sums exactly in any order.
-    Adding and subtracting ``1.5 * 2**52`` times the scale rounds to the scale's multiples (half to even) in
-    two passes; float32 inputs round in float32 (half the memory), exactly the same numbers, wherever
-    the magic constant is a normal float32 and bits <= 22 keeps |x| below its rounding range.
     """
-    exponent = _row_exponents(x, axis)
-    if x.dtype == np.float32 and bits <= 22 and exponent.size and -100 < exponent.min() and exponent.max() < 100:
-        magic = np.ldexp(np.float32(1.5), 23 - bits + exponent)  # float32: frexp's exponents are int32
-        rounded = x + magic
-        rounded -= magic
-        return rounded.astype(np.float64)
-    magic = np.ldexp(1.5, 52 - bits + exponent)
-    rounded = x.astype(np.float64)  # a copy: widening first, then in place, beats mixed-type arithmetic
-    rounded += magic
-    rounded -= magic
-    return rounded
+    return round_to_grid(x, _row_exponents(x, axis), bits)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, mode: str | None = None, max_k: int | None = None) -> np.ndarray:

@@ -21,11 +21,12 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import ops
+from .gemm import round_to_grid
 from .reductions import max_reduce
 
 # 2 G for F(2x2, 3x3): integers, so 4 G g G^T of integer weights stays integer (|.| <= 9 max|g|)
 _G2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], dtype=np.float64)
-_MAX_BITS = 20  # the float32 rounding of a transformed tile (|x| < 4 * 2**e) stays exact up to here
+_MAX_BITS = 20  # a transformed tile (|x| < 4 * 2**e) then rounds in float32 (``round_to_grid``, headroom 2)
 
 
 def winograd_bits(in_channels: int) -> int:
@@ -64,24 +65,6 @@ def _tile_exponents(padded: np.ndarray, tile_rows: int, tile_cols: int) -> np.nd
     pixel = max_reduce(np.abs(padded), axis=-1)  # [N, Hp, Wp]
     window = sliding_window_view(pixel, (4, 4), axis=(1, 2))[:, ::2, ::2][:, :tile_rows, :tile_cols]
     return np.frexp(window.max(axis=(-2, -1)).astype(np.float64))[1]
-
-
-def _round_to_tile_grid(v: np.ndarray, exponent: np.ndarray, bits: int) -> np.ndarray:
-    """``v`` [16, N, th, tw, C] rounded (half to even) to multiples of ``2**(e - bits)`` per tile, as float64.
-
-    |v| < 4 * 2**e, so adding and subtracting 1.5 * 2**(e - bits) * 2**52 rounds it in float64, and the same
-    numbers come out of float32 at 2**23 wherever that constant is a normal float32 (half the memory).
-    """
-    grid = exponent[..., None] - bits  # [N, th, tw, 1]
-    if -100 < exponent.min() and exponent.max() < 100:
-        magic = np.ldexp(np.float32(1.5), 23 + grid)
-        v += magic
-        return np.subtract(v, magic, out=np.empty(v.shape, dtype=np.float64))  # exact in either type
-    magic = np.ldexp(1.5, 52 + grid)
-    v64 = v.astype(np.float64)
-    v64 += magic
-    v64 -= magic
-    return v64
 
 
 class Winograd3x3:
@@ -140,7 +123,8 @@ class Winograd3x3:
                 if self.linear.bias is not None:
                     tiles += self.linear.bias
                 continue
-            v = _round_to_tile_grid(v, _tile_exponents(window, rows, tile_cols), self.bits)
+            # each tile onto the grid 2**(e - bits) of its window's absmax: |B^T d B| < 4 * 2**e
+            v = round_to_grid(v, _tile_exponents(window, rows, tile_cols)[..., None], self.bits, headroom=2)
             m = np.matmul(v.reshape(16, -1, channels), u)  # [16, T, O], exact
             y = np.empty((batch, rows, 2, tile_cols, 2, out_channels), dtype=np.float64)
             _output_transform(m.reshape(16, batch, rows, tile_cols, out_channels), y)
