@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tfao.kernels import ops
+from tfao.kernels import networks, ops
 from tfao.kernels.conv import Conv2d, attention, group_norm, to_channels_first, to_channels_last, upsample_nearest2x
 
 MODES = ["exact", "fast"]
@@ -72,6 +72,22 @@ def test_a_non_finite_pixel_spoils_only_the_tiles_that_see_it():
     bad = ~np.isfinite(out).all(axis=(0, 3))
     assert bad[4:7, 5:8].all()  # every pixel whose 3x3 patch holds it
     assert bad.sum() <= 6 * 6 and np.isfinite(out[0, :2]).all() and np.isfinite(out[0, 9:]).all()
+
+
+def test_a_winograd_convolution_counts_the_memory_it_will_hold(tmp_path):
+    weight, bias = rng_array(27, 6, 5, 3, 3), rng_array(28, 6)
+    x = to_channels_last(rng_array(29, 1, 5, 6, 6))
+    private = Conv2d(weight, bias, padding=1)
+    predicted = networks.nbytes(private)
+    assert predicted == weight.nbytes + bias.nbytes + 16 * 5 * 6 * 8  # the exact form, counted before it exists
+    private(x, mode="exact")
+    assert networks.nbytes(private) == predicted
+    private(x, mode="fast")
+    assert networks.nbytes(private) == predicted + 16 * 5 * 6 * 4
+    shared = Conv2d(weight, bias, padding=1)
+    networks.share_prepared(shared, ops.PreparedStore(tmp_path))
+    shared(x, mode="exact")
+    assert networks.nbytes(shared) == weight.nbytes + bias.nbytes  # mapped from the store, shared
 
 
 @pytest.mark.parametrize("mode", MODES)

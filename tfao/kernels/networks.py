@@ -37,5 +37,9 @@ def share_prepared(network, prepared: ops.PreparedStore | None) -> None:
 
 
 def nbytes(network) -> int:
-    """Bytes the network's layers reference, prepared forms included (for a model cache's budget)."""
-    return sum(layer.nbytes() for layer in layers(network, (ops.Linear, Winograd3x3)))
+    """Bytes the network's layers reference, prepared forms included (for a model cache's budget); a
+    Winograd convolution counts its own forms in place of its GEMM weight's."""
+    winograds = layers(network, Winograd3x3)
+    owned = {id(winograd.linear) for winograd in winograds}
+    linears = [linear for linear in linear_layers(network) if id(linear) not in owned]
+    return sum(winograd.nbytes() for winograd in winograds) + sum(linear.nbytes() for linear in linears)

@@ -101,7 +101,15 @@ class Winograd3x3:
         return self._weights[mode]
 
     def nbytes(self) -> int:
-        return sum(array.nbytes for array in self._weights.values())
+        """Bytes referenced: the float32 weight and bias, and the transformed forms held privately. With no
+        store the exact form (32/9 of the weight, float64) is counted before it is built, as ``ops.Linear``
+        counts its exact copy; forms mapped from a store are shared and not counted."""
+        own = self.linear.weight.nbytes + (0 if self.linear.bias is None else self.linear.bias.nbytes)
+        if self.linear.prepared is not None:
+            return own
+        exact = 16 * self.in_channels * self.linear.out_features * 8
+        built = sum(array.nbytes for mode, array in self._weights.items() if mode != "exact")
+        return own + built + exact
 
     def __call__(self, padded: np.ndarray, out_h: int, out_w: int, mode: str, tile_elements: int) -> np.ndarray:
         """Convolve ``padded`` [N, >= 2 th + 2, >= 2 tw + 2, C] (already zero padded) -> [N, out_h, out_w, out]."""
