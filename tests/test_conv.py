@@ -132,6 +132,23 @@ def test_attention_matches_torch(mode):
     assert rel_err(attention(q, k, v, 3, mode=mode), want) <= 1e-5
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("spread", [0.1, 8.0])  # diffuse and peaked weights
+def test_attention_over_thousands_of_keys_matches_torch(mode, spread):
+    q, k, v = rng_array(18, 1, 5, 16) * spread, rng_array(19, 1, 4099, 16), rng_array(20, 1, 4099, 16)
+    heads = lambda t: torch.from_numpy(t).reshape(1, -1, 2, 8).transpose(1, 2)  # noqa: E731
+    want = F.scaled_dot_product_attention(heads(q), heads(k), heads(v)).transpose(1, 2).reshape(1, 5, 16).numpy()
+    assert rel_err(attention(q, k, v, 2, mode=mode), want) <= 1e-5
+
+
+def test_a_non_finite_query_spoils_its_own_row_only():
+    q, k, v = rng_array(21, 1, 4, 8), rng_array(22, 1, 9, 8), rng_array(23, 1, 9, 8)
+    clean = attention(q, k, v, 1, mode="exact")
+    q[0, 2, 3] = np.nan
+    spoiled = attention(q, k, v, 1, mode="exact")
+    assert np.isnan(spoiled[0, 2]).all() and np.array_equal(np.delete(spoiled, 2, axis=1), np.delete(clean, 2, axis=1))
+
+
 def test_exact_attention_bits_do_not_depend_on_chunks_or_batch():
     q, k, v = rng_array(15, 2, 64, 16), rng_array(16, 2, 64, 16), rng_array(17, 2, 64, 16)
     whole = attention(q, k, v, 2, mode="exact")

@@ -164,7 +164,7 @@ def test_max_reduce_on_short_and_long_axes():
 
 
 def test_float32_rounding_of_activations_gives_the_float64_path_numbers():
-    from tfao.kernels.gemm import _quantize
+    from tfao.kernels.gemm import quantize
 
     x = rng.standard_normal((6, 300)).astype(np.float32)
     x[1] = ((rng.integers(-2**21, 2**21, 300) * 2 + 1) * 2.0**-24).astype(np.float32)  # every value a tie
@@ -172,8 +172,8 @@ def test_float32_rounding_of_activations_gives_the_float64_path_numbers():
     x[3] *= np.float32(2.0**90)
     x[4] = 0.0
     for bits in (22, 21, 12):
-        as_float32 = _quantize(x, -1, bits)  # rounds in float32
-        as_float64 = _quantize(x.astype(np.float64), -1, bits)  # the reference path
+        as_float32 = quantize(x, -1, bits)  # rounds in float32
+        as_float64 = quantize(x.astype(np.float64), -1, bits)  # the reference path
         assert as_float32.dtype == np.float64 and as_float32.tobytes() == as_float64.tobytes()
         shift = bits - np.frexp(np.abs(x).max(axis=1, keepdims=True))[1]  # the definition: rint(x 2**shift) 2**-shift
         assert as_float32.tobytes() == (np.rint(x * 2.0**shift) * 2.0**-shift).tobytes()

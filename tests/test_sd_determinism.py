@@ -9,8 +9,8 @@ from sd_fixtures import build_reference
 
 GOLDEN = {
     "txt2img": "5a584091338c2430882bf186f3d83dccef9814c0fff85205627322bb8f6bc0d2",  # sha256 of the uint8 pixels
-    "png": "5b654d33cccbadcb1ded128c915a9be9fcdef2190ec4969f5c897cb99cb2e9b8",  # of the PNG bytes
-    "img2img": "a2817123ed6cee0612de2a709e377c48c72fde55684c7699d11a0dcfb3952276",  # of img2img's PNG bytes
+    "png": "e0e5020d2ae6a0e61380189632b40af0bd7e0d3e0ab5a6fd1673da1c9525bd2a",  # of the PNG bytes
+    "img2img": "2e7a70a4ba2cc354e5ef48e34e3862e92776c68038211ac002316695c21a46ba",  # of img2img's PNG bytes
 }
 
 CHILD = r"""

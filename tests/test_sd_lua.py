@@ -156,7 +156,7 @@ def test_components_one_by_one_need_all_four_files(lua, tiny):
 # ------------------------------------------------------------------------------------- store = true
 TXT2IMG = ('return require("transformers").sd.txt2img{model="MANIFEST", prompt="a photo of a cat", steps=2,'
            ' height=16, width=16, seed=3, scheduler="euler"%s}')
-GOLDEN_STORED_ID = "YLLWTeONWbS7Os5ppgHkVrKkMYuc_quKZy3zSF5Rhk4"  # the exact-mode id of TXT2IMG's image stored by process PROCESS_ID
+GOLDEN_STORED_ID = "F4GXQQcQZ9hAWYPrB5CItHvaw5TKB0MjPX4omVhsTrs"  # the exact-mode id of TXT2IMG's image stored by process PROCESS_ID
 
 
 def test_store_adds_the_png_to_the_weave_and_returns_its_id(lua):

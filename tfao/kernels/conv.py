@@ -16,7 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import ops
-from .reductions import fast_sum, max_reduce, tree_sum
+from .reductions import tree_sum
 from .transcendentals import as64
 from .winograd import Winograd3x3
 
@@ -110,8 +110,9 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int, mode: str
     """Multi-head scaled dot-product attention, no mask: ``q`` [N, Tq, D], ``k``/``v`` [N, Tk, D] -> [N, Tq, D].
 
     One sample and head at a time, queries in chunks whose scores hold about ``score_elements`` entries
-    (in cache, and GEMMs of a good shape); each head's keys and values are prepared once for all chunks.
-    Fast mode normalises after the product with the values (a [rows, d] division instead of [rows, Tk]).
+    (in cache, and GEMMs of a good shape); each head's keys and values are prepared once for all chunks,
+    and ``ops.SoftmaxProduct`` normalises after the product with the values (a [rows, d] division instead
+    of [rows, Tk]).
     """
     mode = ops.resolve_mode(mode)
     batch, queries, dim = q.shape
@@ -125,20 +126,15 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int, mode: str
     for n in range(batch):
         for h in range(0, dim, head_dim):
             keys_t = ops.RightFactor(k[n, :, h:h + head_dim].T, mode)  # [d, Tk]
-            values = ops.RightFactor(v[n, :, h:h + head_dim], mode)  # [Tk, d]
+            mix = ops.SoftmaxProduct(v[n, :, h:h + head_dim], mode)  # values [Tk, d]
             for start in range(0, queries, rows):
                 query = q[n, start:start + rows, h:h + head_dim]  # [rows, d]
                 if mode == "fast":
-                    weights = keys_t(query * scale)  # [rows, Tk]
-                    weights -= max_reduce(weights, axis=-1, keepdims=True)
-                    np.exp(weights, out=weights)
-                    mixed = values(weights)  # [rows, d]
-                    mixed /= fast_sum(weights, axis=-1, keepdims=True)
+                    scores = keys_t(query * scale)  # [rows, Tk]
                 else:
                     scores = keys_t(query)  # [rows, Tk]
                     scores *= scale
-                    mixed = values(ops.softmax(scores, mode=mode))  # [rows, d]
-                out[n, start:start + rows, h:h + head_dim] = mixed
+                out[n, start:start + rows, h:h + head_dim] = mix(scores)  # [rows, d]
     return out
 
 

@@ -51,7 +51,7 @@ def round_to_grid(x: np.ndarray, exponent: np.ndarray, bits: int, headroom: int 
     return rounded
 
 
-def _quantize(x: np.ndarray, axis: int, bits: int) -> np.ndarray:
+def quantize(x: np.ndarray, axis: int, bits: int) -> np.ndarray:
     """``x`` rounded to ``bits``-bit integers times a power of two per slice along ``axis``, as float64.
 
     The power of two is ``2**(e - bits)`` with absmax < 2**e: the values are the integers ``rint(x * 2**shift)``
@@ -81,12 +81,12 @@ class RightFactor:
         if max_k is not None and k > max_k:
             raise ValueError(f"contraction length {k} exceeds max_k {max_k}")
         self.bits = gemm_bits(max_k or k)
-        self.b = b if self.mode == "fast" else _quantize(b, -2, self.bits)  # per column of b
+        self.b = b if self.mode == "fast" else quantize(b, -2, self.bits)  # per column of b
 
     def __call__(self, a: np.ndarray) -> np.ndarray:
         if self.mode == "fast":
             return np.matmul(a, self.b)
-        return np.matmul(_quantize(a, -1, self.bits), self.b).astype(np.float32)  # per row of a
+        return np.matmul(quantize(a, -1, self.bits), self.b).astype(np.float32)  # per row of a
 
 
 class PreparedStore:
@@ -127,7 +127,7 @@ def weighted_rows(weights: np.ndarray, rows: np.ndarray, mode: str | None = None
     shift = bits - _row_exponents(rows, -1)  # per row of ``rows``: [..., K, 1]
     rows_int = np.rint(np.multiply(rows, np.ldexp(1.0, shift), dtype=np.float64))
     folded = np.multiply(weights, np.swapaxes(np.ldexp(1.0, -shift), -1, -2), dtype=np.float64)  # exact: powers of two
-    product = np.matmul(_quantize(folded, -1, bits), rows_int)
+    product = np.matmul(quantize(folded, -1, bits), rows_int)
     return product.astype(np.float32)
 
 
@@ -183,7 +183,7 @@ class Linear:
         return f"v{KERNELS_VERSION}-{self._digest}-{self.out_features}x{self.in_features}-{form}"
 
     def _quantized_weight(self, bits: int) -> tuple[np.ndarray]:
-        return (np.ascontiguousarray(_quantize(self.weight_t, 0, bits)),)  # per output unit
+        return (np.ascontiguousarray(quantize(self.weight_t, 0, bits)),)  # per output unit
 
     def _exact_weight(self):
         if self._exact is None:
@@ -219,7 +219,7 @@ class Linear:
                 out += self.bias
             return out.reshape(*lead, self.out_features)
         bits, weight_q, bias = self._exact_weight()
-        out = _quantize(x2, -1, bits) @ weight_q  # [M, out], exact: no rounding before the bias
+        out = quantize(x2, -1, bits) @ weight_q  # [M, out], exact: no rounding before the bias
         if bias is None:
             return out.astype(np.float32).reshape(*lead, self.out_features)
         # the sum in float64, rounded once into the float32 result: no float64 temporary

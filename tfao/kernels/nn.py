@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .gemm import gemm_bits, quantize
 from .modes import resolve_mode
 from .reductions import fast_sum, max_reduce, tree_sum
 from .transcendentals import as64, elementwise, erf_eval, exp64, exp_nonpositive32, log64, tanh64
@@ -135,6 +136,53 @@ def softmax(x: np.ndarray, axis: int = -1, where: np.ndarray | None = None, mode
     for start in range(0, rows.shape[0], block):  # each row on its own: blocks never change the bits
         out[start:start + block] = _softmax_rows_exact(rows[start:start + block], None if keep is None else keep[start:start + block])
     return np.moveaxis(out.reshape(x.shape), -1, axis)
+
+
+_WEIGHT_BITS = 22  # the most bits whose rounding (and the sum of a weight and its rounding) float32 does exactly
+
+
+class SoftmaxProduct:
+    """``softmax(scores) @ values`` along the last axis of ``scores`` [M, K], for ``values`` [K, N] prepared
+    once and met by one block of score rows after another (attention over many queries).
+
+    Both modes normalise after the product. Exact mode takes ``w = exp(scores - max)`` by the fixed-bits
+    ``exp`` (each row's largest weight is exactly 1) and splits it exactly into ``high``, rounded to
+    multiples of 2**-bits, and the remainder ``low``. ``high`` times the quantized values, with a column of
+    ones beside them, gives every numerator and high's total exactly in one dgemm, in any summation order:
+    the weights lie in [0, 1], so their integers sum below K * 2**bits. ``low``, rounded to multiples of
+    2**-(bits + 23), adds to the total exactly in any order too, so the total is the weights' sum to about
+    1e-10 and dropping the small weights does not bias the quotient (as normalising by high's total would).
+    Each float64 quotient is rounded to float32. A result row depends on its score row alone.
+    """
+
+    def __init__(self, values: np.ndarray, mode: str | None = None):
+        self.mode, keys = resolve_mode(mode), values.shape[0]
+        bits = gemm_bits(keys)
+        self.weight_step = np.float32(1.5 * 2.0 ** (23 - min(bits, _WEIGHT_BITS)))  # adding it rounds [0, 1] to the grid
+        self.low_step = np.float32(1.5 * 2.0 ** -min(bits, _WEIGHT_BITS))  # and this |low| <= 2**-(bits + 1) to its own
+        if self.mode == "fast":
+            self.values = values
+        else:
+            self.values = np.concatenate([quantize(values, -2, bits), np.ones((keys, 1))], axis=1)  # [K, N + 1]
+
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
+        """float32 [M, K] -> [M, N]; ``scores`` is overwritten."""
+        scores -= max_reduce(scores, axis=-1, keepdims=True)
+        if self.mode == "fast":
+            np.exp(scores, out=scores)
+            mixed = scores @ self.values  # [M, N]
+            mixed /= fast_sum(scores, axis=-1, keepdims=True)
+            return mixed
+        low = exp_nonpositive32(scores)  # [M, K], the weights, in (0, 1]
+        high = low + self.weight_step
+        high -= self.weight_step  # [M, K]: the weights on the grid
+        low -= high  # exact
+        low += self.low_step
+        low -= self.low_step
+        sums = high.astype(np.float64) @ self.values  # [M, N + 1]: numerators, then high's total
+        total = sums[:, -1:] + low.sum(axis=-1, keepdims=True, dtype=np.float64)  # [M, 1]
+        return np.divide(sums[:, :-1], total, out=np.empty((len(scores), sums.shape[1] - 1), np.float32),
+                         casting="same_kind")
 
 
 def log_softmax(x: np.ndarray, mode: str | None = None) -> np.ndarray:

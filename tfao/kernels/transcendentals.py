@@ -55,6 +55,7 @@ _EXP32_LN2_HI = np.float32(45426 / 65536)  # ln 2 to 16 bits: n * hi is exact in
 _EXP32_LN2_LO = np.float32(math.log(2) - 45426 / 65536)
 _EXP32_MAGIC = np.float32(1.5 * 2**23)  # adding it rounds a float32 below 2**22 to an integer
 _EXP32_COEFFS = [np.float32(1.0 / math.factorial(k)) for k in range(7, -1, -1)]  # r**k / k!, k = 7 .. 0
+_EXP32_BIASED_MAGIC_BITS = _EXP32_MAGIC.view(np.int32) - np.int32(127)
 _EXP32_FLOOR = np.float32(-86.0)  # exp(-86) is still a normal float32: no subnormal step (FTZ-proof)
 
 
@@ -65,15 +66,15 @@ def exp_nonpositive32(x: np.ndarray) -> np.ndarray:
     x = np.maximum(x, _EXP32_FLOOR)  # NaN propagates
     shifted = x * _EXP32_LOG2E
     shifted += _EXP32_MAGIC
-    n_int = shifted.view(np.int32) - _EXP32_MAGIC.view(np.int32)
+    n_int = shifted.view(np.int32) - _EXP32_BIASED_MAGIC_BITS  # n + 127, float32's exponent bias
     shifted -= _EXP32_MAGIC  # n as a float32
     r = x - shifted * _EXP32_LN2_HI
     r -= shifted * _EXP32_LN2_LO
-    poly = np.full_like(r, _EXP32_COEFFS[0])
-    for coeff in _EXP32_COEFFS[1:]:
+    poly = r * _EXP32_COEFFS[0]
+    poly += _EXP32_COEFFS[1]
+    for coeff in _EXP32_COEFFS[2:]:
         poly *= r
         poly += coeff
-    n_int += 127
     n_int <<= 23
     poly *= n_int.view(np.float32)  # 2**n, exact scaling
     return poly
