@@ -141,6 +141,17 @@ def test_attention_over_thousands_of_keys_matches_torch(mode, spread):
     assert rel_err(attention(q, k, v, 2, mode=mode), want) <= 1e-5
 
 
+def test_heads_run_side_by_side_with_the_same_bits(monkeypatch):
+    from tfao.kernels import parallel
+
+    q, k, v = rng_array(24, 2, 300, 16), rng_array(25, 2, 300, 16), rng_array(26, 2, 300, 16)  # 90,000 scores a head
+    for mode in MODES:
+        monkeypatch.setattr(parallel, "blas_threads", lambda: 1)
+        alone = attention(q, k, v, 2, mode=mode)
+        monkeypatch.setattr(parallel, "blas_threads", lambda: 3)
+        assert attention(q, k, v, 2, mode=mode).tobytes() == alone.tobytes()
+
+
 def test_a_non_finite_query_spoils_its_own_row_only():
     q, k, v = rng_array(21, 1, 4, 8), rng_array(22, 1, 9, 8), rng_array(23, 1, 9, 8)
     clean = attention(q, k, v, 1, mode="exact")

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import ops
+from .parallel import run_pieces
 from .reductions import tree_sum
 from .transcendentals import as64
 from .winograd import Winograd3x3
@@ -23,6 +24,7 @@ from .winograd import Winograd3x3
 _TILE_ELEMENTS = 1 << 22  # patch-matrix entries per convolution tile (32 MiB as float64)
 _WINOGRAD_ELEMENTS = 1 << 21  # transformed-input entries per Winograd block (16 MiB as float64)
 _SCORE_ELEMENTS = 1 << 19  # attention scores per query chunk (2 MiB as float32)
+_PARALLEL_SCORES = 1 << 16  # heads with this many scores each run on all cores, one head per core
 
 
 class Conv2d:
@@ -112,7 +114,7 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int, mode: str
     One sample and head at a time, queries in chunks whose scores hold about ``score_elements`` entries
     (in cache, and GEMMs of a good shape); each head's keys and values are prepared once for all chunks,
     and ``ops.SoftmaxProduct`` normalises after the product with the values (a [rows, d] division instead
-    of [rows, Tk]).
+    of [rows, Tk]). Large heads run side by side on the cores (``parallel``), each writing its own columns.
     """
     mode = ops.resolve_mode(mode)
     batch, queries, dim = q.shape
@@ -123,18 +125,26 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int, mode: str
     scale = np.float32(1.0 / math.sqrt(head_dim))
     out = np.empty((batch, queries, dim), dtype=np.float32)
     rows = max(1, score_elements // keys)
-    for n in range(batch):
-        for h in range(0, dim, head_dim):
-            keys_t = ops.RightFactor(k[n, :, h:h + head_dim].T, mode)  # [d, Tk]
-            mix = ops.SoftmaxProduct(v[n, :, h:h + head_dim], mode)  # values [Tk, d]
-            for start in range(0, queries, rows):
-                query = q[n, start:start + rows, h:h + head_dim]  # [rows, d]
-                if mode == "fast":
-                    scores = keys_t(query * scale)  # [rows, Tk]
-                else:
-                    scores = keys_t(query)  # [rows, Tk]
-                    scores *= scale
-                out[n, start:start + rows, h:h + head_dim] = mix(scores)  # [rows, d]
+
+    def one_head(piece):
+        n, h = piece
+        keys_t = ops.RightFactor(k[n, :, h:h + head_dim].T, mode)  # [d, Tk]
+        mix = ops.SoftmaxProduct(v[n, :, h:h + head_dim], mode)  # values [Tk, d]
+        for start in range(0, queries, rows):
+            query = q[n, start:start + rows, h:h + head_dim]  # [rows, d]
+            if mode == "fast":
+                scores = keys_t(query * scale)  # [rows, Tk]
+            else:
+                scores = keys_t(query)  # [rows, Tk]
+                scores *= scale
+            out[n, start:start + rows, h:h + head_dim] = mix(scores)  # [rows, d]
+
+    pieces = [(n, h) for n in range(batch) for h in range(0, dim, head_dim)]
+    if queries * keys >= _PARALLEL_SCORES:
+        run_pieces(one_head, pieces)
+    else:  # threads would cost more than they save
+        for piece in pieces:
+            one_head(piece)
     return out
 
 
