@@ -32,8 +32,14 @@ Handlers.add("Get", "Get", function (msg) msg.reply({ Data = tostring(Count) }) 
 
 
 def queue_behind_a_busy_message(process, wallet, datas: list[str]) -> list[str]:
-    """Send a message that keeps the host busy, then ``datas`` at once, so they wait as one batch."""
+    """Send a message that keeps the host busy and wait until its batch has started, then send ``datas`` at
+    once, so they wait as one batch (however slowly the machine signs them)."""
+    host = process.node.hosts[process.id]
+    started = host.batches
     process.message("Busy", data="20000000", wallet=wallet)
+    deadline = time.monotonic() + 60
+    while host.batches == started and time.monotonic() < deadline:
+        time.sleep(0.001)
     return [process.message("Bump", data=data, wallet=wallet) for data in datas]
 
 
