@@ -158,8 +158,9 @@ class SoftmaxProduct:
     def __init__(self, values: np.ndarray, mode: str | None = None):
         self.mode, keys = resolve_mode(mode), values.shape[0]
         bits = gemm_bits(keys)
-        self.weight_step = np.float32(1.5 * 2.0 ** (23 - min(bits, _WEIGHT_BITS)))  # adding it rounds [0, 1] to the grid
-        self.low_step = np.float32(1.5 * 2.0 ** -min(bits, _WEIGHT_BITS))  # and this |low| <= 2**-(bits + 1) to its own
+        weight_bits = min(bits, _WEIGHT_BITS)
+        self.weight_step = np.float32(1.5 * 2.0 ** (23 - weight_bits))  # adding it rounds [0, 1] to the grid
+        self.low_step = np.float32(1.5 * 2.0 ** -weight_bits)  # and this |low| <= 2**-(weight_bits + 1) to its own
         if self.mode == "fast":
             self.values = values
         else:
