@@ -20,10 +20,11 @@ import time
 from collections.abc import Callable
 
 
-def serve_side(build: Callable[[], dict[str, Callable[[], object]]]) -> None:
-    """Child loop: build the workloads, warm each once, then run and time one per request line."""
+def serve_side(build: Callable[[], dict[str, Callable[[], object]]], warm: bool = True) -> None:
+    """Child loop: build the workloads, warm each once (unless the build warmed them more cheaply), then
+    run and time one per request line."""
     workloads = build()
-    for run in workloads.values():
+    for run in workloads.values() if warm else ():
         run()
     print(json.dumps({"ready": sorted(workloads), "machine": machine()}), flush=True)
     for line in sys.stdin:

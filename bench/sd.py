@@ -9,10 +9,12 @@ never two at once. ``--memory`` reports peak and private memory while loading a 
 single file in fp32 and fp16. The random checkpoints are written once into ``--cache``.
 
 ``--components pipeline``: txt2img end to end (tokenize, CLIP, ``--steps`` UNet steps with CFG, VAE decode)
-at 256 px (``--512`` adds 512 px) from the same initial latents, tfao's StableDiffusionPipeline against
-diffusers' StableDiffusionPipeline, one side at a time; reports seconds per image and each side's peak RSS.
+at 256 px (``--512`` adds 512 px; ``--sizes`` picks them) from the same initial latents, tfao's
+StableDiffusionPipeline against diffusers' StableDiffusionPipeline, one side at a time; reports seconds per
+image and each side's peak RSS.
 
-    python bench/sd.py [--repeats 3] [--512] [--memory] [--profile] [--cache DIR] [--components pipeline --steps 20]
+    python bench/sd.py [--repeats 3] [--512] [--memory] [--profile] [--cache DIR]
+                       [--components pipeline --steps 20 --sizes 256,512]
 """
 
 import argparse
@@ -124,7 +126,7 @@ def pipeline_workloads(name, cache, steps, sizes):
             tokenizer=_torch_tokenizer(folder), scheduler=diffusers.PNDMScheduler.from_pretrained(folder / "scheduler"))
         pipe.set_progress_bar_config(disable=True)
 
-        def run(size):
+        def run(size, steps):
             with torch.inference_mode():
                 pipe(PROMPT, height=size, width=size, num_inference_steps=steps, guidance_scale=7.5,
                      latents=torch.from_numpy(pipeline_latents(size)), output_type="np")
@@ -133,9 +135,11 @@ def pipeline_workloads(name, cache, steps, sizes):
 
         pipe = StableDiffusionPipeline.from_pretrained(folder, mode=name)
 
-        def run(size):
+        def run(size, steps):
             pipe(PROMPT, height=size, width=size, num_inference_steps=steps, latents=pipeline_latents(size), progress=False)
-    return {pipeline_workload(size, steps): (lambda size=size: run(size)) for size in sizes}
+    for size in sizes:  # a two-step image warms what the timed runs use (a full run would double the bench)
+        run(size, 2)
+    return {pipeline_workload(size, steps): (lambda size=size: run(size, steps)) for size in sizes}
 
 
 def _torch_tokenizer(folder):
@@ -150,10 +154,17 @@ def peak_rss_gb(side) -> float:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 2**20
 
 
+def pipeline_sizes(args) -> list[int]:
+    if args.sizes:
+        return [int(size) for size in args.sizes.split(",")]
+    return [256, 512] if args.large else [256]
+
+
 def run_pipeline_bench(args) -> None:
-    sizes = [256, 512] if args.large else [256]
+    sizes = pipeline_sizes(args)
     workloads = [pipeline_workload(size, args.steps) for size in sizes]
-    side_args = ["--component", "pipeline", "--cache", str(args.cache), "--steps", str(args.steps)] + (["--512"] if args.large else [])
+    side_args = ["--component", "pipeline", "--cache", str(args.cache), "--steps", str(args.steps),
+                 "--sizes", ",".join(map(str, sizes))]
     medians, machines, peaks = {}, {}, {}
     for name in ("torch", "exact", "fast"):  # full-size pipelines: one side at a time
         side = Side(__file__, name, *side_args)
@@ -210,9 +221,9 @@ def torch_workloads(component, cache, extra):
     return {name: (lambda args=inputs(name): infer(args)) for name in COMPONENTS[component] + extra}
 
 
-def side_builder(name, component, cache, extra, steps=20):
+def side_builder(name, component, cache, extra, steps, sizes):
     if component == "pipeline":
-        return lambda: pipeline_workloads(name, cache, steps, [256, 512] if extra else [256])
+        return lambda: pipeline_workloads(name, cache, steps, sizes)
     if name == "torch":
         return lambda: torch_workloads(component, cache, extra)
     return lambda: tfao_workloads(name, component, cache, extra)
@@ -257,18 +268,20 @@ def main():
     parser.add_argument("--profile", action="store_true", help="profile one exact-mode UNet step")
     parser.add_argument("--components", default="clip,vae,unet", help="any of clip, vae, unet, pipeline")
     parser.add_argument("--steps", type=int, default=20, help="pipeline: denoising steps (default 20)")
+    parser.add_argument("--sizes", help="pipeline: image sizes in px, e.g. 512 (default 256; --512 adds 512)")
     parser.add_argument("--side")
     parser.add_argument("--component")
     parser.add_argument("--prepare", action="store_true")
     parser.add_argument("--memory-child", type=Path)
     args = parser.parse_args()
-    extra = [UNET_512] if args.large and args.component in ("unet", "pipeline") else []
+    extra = [UNET_512] if args.large and args.component == "unet" else []
     if args.prepare:
         return prepare(args.cache)
     if args.memory_child:
         return print(json.dumps(memory_report(args.memory_child)))
     if args.side:
-        return serve_side(side_builder(args.side, args.component, args.cache, extra, args.steps))
+        return serve_side(side_builder(args.side, args.component, args.cache, extra, args.steps, pipeline_sizes(args)),
+                          warm=args.component != "pipeline")
     if not (args.cache / "sd15-fp16.safetensors").exists():
         args.cache.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, __file__, "--prepare", "--cache", str(args.cache)], check=True)
