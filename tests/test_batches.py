@@ -8,6 +8,7 @@ repeated dry-run against an unchanged state is answered from the node's cache.
 
 from __future__ import annotations
 
+import json
 import time
 
 from tfao.node.node import Node
@@ -108,6 +109,20 @@ def test_a_repeated_dryrun_is_answered_from_the_cache_until_the_state_changes(ao
     ao_process.send("Bump", wallet=wallets[0])
     assert reply(ao_process.dryrun("Get")) == "2" and len(calls) == 2
     assert reply(ao_process.dryrun("Get", tags={"Other": "tag"})) == "2" and len(calls) == 3
+
+
+def test_a_cached_dryrun_is_found_without_blocking_only_for_the_latest_state(ao_node, ao_process, wallets):
+    ao_process.eval(COUNTER, wallet=wallets[0])
+    ao_process.send("Bump", wallet=wallets[0])
+    message = {"Owner": wallets[0].address, "Tags": [{"name": "Action", "value": "Get"}]}
+    assert ao_node.cached_dryrun(ao_process.id, message) is None  # never answered
+    answer = ao_node.dryrun(ao_process.id, message)
+    assert json.loads(ao_node.cached_dryrun(ao_process.id, message)) == answer
+    assert ao_node.cached_dryrun(ao_process.id, dict(message, Data="other")) is None
+    ao_process.send("Bump", wallet=wallets[0])
+    assert ao_node.cached_dryrun(ao_process.id, message) is None  # the state has changed
+    assert reply(ao_node.dryrun(ao_process.id, message)) == "2"
+    assert reply(json.loads(ao_node.cached_dryrun(ao_process.id, message))) == "2"
 
 
 def test_dryruns_that_fail_are_evaluated_every_time(ao_node, ao_process, wallets):

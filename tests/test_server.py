@@ -142,6 +142,16 @@ def test_dry_run_sees_state_and_keeps_nothing(served, pid):
     assert served.node.store.message_count(pid) == count
 
 
+def test_a_repeated_dry_run_answers_from_the_latest_state(served, pid):
+    served.send(pid, "Repeated = 1", action="Eval")
+    first = served.dry_eval(pid, "return Repeated")
+    again = served.dry_eval(pid, "return Repeated")  # from the node's cache
+    assert first.json() == again.json() and again.json()["Output"]["data"] == "1"
+    assert again.headers["content-type"] == "application/json"
+    served.send(pid, "Repeated = 2", action="Eval")
+    assert served.dry_eval(pid, "return Repeated").json()["Output"]["data"] == "2"
+
+
 def test_dry_run_to_waits_for_that_message(served, pid):
     item = message_item(pid, "Reached = true", action="Eval")
     assert served.post_item(item).status_code == 202

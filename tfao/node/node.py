@@ -180,7 +180,8 @@ class Node:
         self.max_memory_limit, self.max_compute_limit = max_memory_limit, max_compute_limit
         self.max_dryruns = max_dryruns
         self.dryrun_slots = threading.BoundedSemaphore(max_dryruns)
-        self.dryrun_results = SizedCache(DRYRUN_CACHE_BYTES)
+        self.dryrun_results = SizedCache(DRYRUN_CACHE_BYTES)  # JSON texts by (process, state, message)
+        self.results_upto: dict[str, int] = {}  # per process: the last slot whose result this node has stored
         self.envs: dict[str, dict] = {}  # each running process's ao.env
         self.temporary = home is None
         self.home = Path(tempfile.mkdtemp(prefix="tfao-node-")) if home is None else Path(home)
@@ -667,6 +668,7 @@ class Node:
         with self._transaction() as conn:
             refused = [] if "Error" in result else self._push_outbox(conn, pid, scheduled, result)
             self.store.add_result(conn, scheduled, dict(result, Refused=refused) if refused else result)
+        self.results_upto[pid] = scheduled.nonce  # once committed: the cached dry-runs at this state are valid
         self._wake(pid)
         for listener in list(self.result_listeners):
             listener(pid, scheduled.nonce)
@@ -792,6 +794,12 @@ class Node:
             return number
         return self.store.nonce_at_timestamp(pid, number)
 
+    def cached_dryrun(self, pid: str, message: dict) -> str | None:
+        """The JSON text of ``dryrun(pid, message)`` if the same dry-run was answered against the latest
+        state since this node started, else None. Reads memory only, so it never blocks."""
+        visible = self.results_upto.get(pid)
+        return None if visible is None else self.dryrun_results.get(_dryrun_key(pid, visible, message))
+
     def dryrun(self, pid: str, message: dict) -> dict:
         """Evaluate an unsigned message against the latest state; nothing is kept.
 
@@ -821,7 +829,7 @@ class Node:
         owner = msg.get("Owner")
         msg["From"] = first_tag(tag_list(msg["Tags"]), "From-Process") or msg.get("From") or owner
         msg["Read-Only"] = True
-        key = (pid, visible, json.dumps(msg, sort_keys=True, default=str))
+        key = _dryrun_key(pid, visible, message)  # the defaults above follow from the state
         try:
             known = self.dryrun_results.get(key)
             if known is not None:
@@ -836,7 +844,7 @@ class Node:
             with changed:
                 host.dryruns_running -= 1
         if idle and host.batches == batches and "Error" not in result:  # the state was the one after `visible`
-            self.dryrun_results.put(key, json.dumps(result))
+            self.dryrun_results.put(key, json.dumps(result, separators=(",", ":"), ensure_ascii=False))
         return result
 
 
@@ -906,6 +914,11 @@ def cu_message(scheduled: ScheduledMessage) -> dict:
     if from_process:
         msg["Forwarded-By"] = owner
     return msg
+
+
+def _dryrun_key(pid: str, visible: int, message: dict) -> tuple:
+    """What a dry-run's result depends on: the process, its state (the last slot evaluated) and the message."""
+    return pid, visible, json.dumps(message, sort_keys=True, default=str)
 
 
 def _failed(exc: Exception) -> Future:
