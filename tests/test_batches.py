@@ -9,6 +9,8 @@ repeated dry-run against an unchanged state is answered from the node's cache.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 
 from tfao.node.node import Node
@@ -173,3 +175,50 @@ def test_a_batch_takes_no_new_message_after_its_time_slice(ao_node, ao_process, 
     with_slow = next(batch for batch in offered if ids[1] in batch)
     assert ids[3] in with_slow, f"batches {offered}: the messages were not waiting together"
     assert sum(ids[3] in batch for batch in offered) >= 2, "the messages after the slow one were sent again"
+
+
+def host_processes(node) -> dict[int, int]:
+    """pid -> parent pid of the live processes the node's zygote started (its session), zygote included."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except (OSError, ValueError, IndexError):
+            continue
+        if int(fields[3]) == node.zygote.proc.pid and fields[0] != "Z":  # session, state
+            found[int(entry)] = int(fields[1])
+    return found
+
+
+def spares(node) -> list[int]:
+    """Each holder's spare is its child; holders are the zygote's children (or orphans it adopted)."""
+    return [pid for pid, parent in host_processes(node).items() if parent not in (node.zygote.proc.pid, 1)
+            and parent in host_processes(node)]
+
+
+def settles(check) -> bool:
+    deadline = time.monotonic() + 30
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return check()
+
+
+def test_an_idle_host_keeps_one_spare_and_evicted_hosts_leave_no_process(ao_node, wallets):
+    processes = [ao_node.spawn(wallet=wallets[0]) for _ in range(3)]
+    for process in processes:
+        process.eval(COUNTER, wallet=wallets[0])
+        process.send("Bump", wallet=wallets[0])
+    assert settles(lambda: len(spares(ao_node)) == len(ao_node.hosts))
+    assert settles(lambda: ao_node.evict_idle(0) or not ao_node.hosts)
+    assert settles(lambda: list(host_processes(ao_node)) == [ao_node.zygote.proc.pid])
+
+
+def test_a_spare_killed_from_outside_is_replaced(ao_node, ao_process, wallets):
+    ao_process.eval(COUNTER, wallet=wallets[0])
+    assert reply(ao_process.send("Bump", wallet=wallets[0])) == "1"
+    assert settles(lambda: len(spares(ao_node)) == len(ao_node.hosts))
+    for pid in spares(ao_node):
+        os.kill(pid, signal.SIGKILL)
+    assert reply(ao_process.send("Bump", wallet=wallets[0])) == "2"
+    assert reply(ao_process.send("Bump", data="fail", wallet=wallets[0])) is None
+    assert reply(ao_process.send("Bump", wallet=wallets[0])) == "3"

@@ -9,9 +9,10 @@ whole Lua VM (coroutines, closures, loaded models), so:
   memory bomb or a compute-limit overrun the child is dropped and the holder is untouched;
 * a dry-run is evaluated in a throw-away child, so it never waits for a running message.
 
-A fork costs milliseconds (it copies the page tables, and the old holder's exit frees them), far more
-than a small handler, so the messages waiting for a process are evaluated as a *batch* in one child,
-one after another, each under its own limits. When message k of a batch fails, the child reports k's
+A fork costs milliseconds (it copies the page tables, the child's first writes copy pages, and the
+old holder's exit frees them), far more than a small handler. So the holder forks the child for the
+next evaluation while it is idle, a *spare* that waits for its batch, and the messages waiting for
+a process are evaluated as a *batch* in one child, one after another, each under its own limits. When message k of a batch fails, the child reports k's
 Error and exits; the messages before k are replayed, without their results, in a fresh child that
 takes over, and the messages after k are answered ``NOT_EVALUATED`` so that the node sends them
 again. The state is then exactly what one child per message would have left, because evaluation is
@@ -269,6 +270,34 @@ def _reap() -> None:
 # ------------------------------------------------------------------------------------- holder side
 
 
+@dataclass
+class _Spare:
+    """A child forked from an idle holder, an exact copy of its state, that waits for the next batch: the
+    holder hands the batch over instead of forking then, so the fork is off the batch's path."""
+
+    pid: int
+    work_w: int  # the batch, pickled, then EOF (EOF alone: not needed, exit)
+    status_r: int  # a status byte per message (see ``evaluate_in_child``)
+    handover_w: int
+
+    def give(self, work: bytes) -> bool:
+        """Hand the batch over; False if the spare had died."""
+        try:
+            with os.fdopen(self.work_w, "wb") as pipe:
+                pipe.write(work)
+            return True
+        except BrokenPipeError:
+            return False
+
+    def close_ends(self) -> None:
+        """Close the holder's ends (in the holder when the spare is dropped, or in another child of it)."""
+        for fd in (self.work_w, self.status_r, self.handover_w):
+            try:
+                os.close(fd)
+            except OSError:  # closed already (handed over)
+                pass
+
+
 class _Holder:
     """Holds the committed state of one process and forks a child for every evaluation."""
 
@@ -279,6 +308,7 @@ class _Holder:
         self.eval_timeout = config.eval_timeout
         self.write_lock = multiprocessing.Lock()
         self.dryruns: dict[int, tuple[int, int]] = {}  # pidfd -> (child pid, request id), until it exits
+        self.spare: _Spare | None = None
         self.context = config.context_factory(config) if config.context_factory is not None else None
         self.process = AosProcess(
             memory_limit=config.memory_limit,
@@ -326,6 +356,8 @@ class _Holder:
 
     def serve(self) -> None:
         while True:
+            if self.spare is None and self.fork_spare():
+                continue  # in the spare, which holds the state now: it forks a spare of its own
             self.wait()
             kind, rid, *args = self.receive()
             if kind == "eval":
@@ -333,6 +365,7 @@ class _Holder:
             elif kind == "dryrun":
                 self.fork_dryrun(rid, *args)
             elif kind == "replay":
+                self.drop_spare()  # the state changes here
                 diverged = sum("Error" in self.evaluate(msg, env) for msg, env in args[0])
                 self.reply(rid, True, diverged)
 
@@ -356,54 +389,100 @@ class _Holder:
         child = os.fork()
         if child == 0:
             try:
+                if self.spare is not None:
+                    self.spare.close_ends()  # so the spare sees EOF when the holder goes, whatever this child does
                 self.reply(rid, True, self.evaluate_bounded(msg, env))
             finally:
                 os._exit(0)
         self.dryruns[os.pidfd_open(child)] = (child, rid)
 
+    def fork_spare(self) -> bool:
+        """Fork the spare. Returns False in the holder; in the spare, True once it has evaluated a batch
+        and taken over (it exits instead if the batch fails, or if it is dropped)."""
+        status_r, status_w = os.pipe()
+        handover_r, handover_w = os.pipe()
+        work_r, work_w = os.pipe()
+        child = os.fork()
+        if child:
+            for fd in (status_w, handover_r, work_r):
+                os.close(fd)
+            self.spare = _Spare(child, work_w, status_r, handover_w)
+            return False
+        for fd in (status_r, handover_w, work_w):
+            os.close(fd)
+        self.forget_dryruns()
+        with os.fdopen(work_r, "rb") as pipe:
+            work = pipe.read()
+        if not work:
+            os._exit(0)
+        batch, message_rids, batch_rid = pickle.loads(work)
+        count = self.evaluate_in_child(batch, message_rids, status_w, handover_r)
+        self.finish_batch(message_rids[count:], batch_rid)
+        return True
+
+    def drop_spare(self) -> None:
+        if self.spare is not None:
+            self.spare.close_ends()  # EOF: it exits
+            os.waitpid(self.spare.pid, 0)
+            self.spare = None
+
+    def forget_dryruns(self) -> None:
+        """In a child that may take over: the dry-runs running now are the holder's children, and if
+        this child takes over, the node's own deadline answers for any of them that dies."""
+        for pidfd in self.dryruns:
+            os.close(pidfd)
+        self.dryruns.clear()
+
     def fork_eval(self, rids: list[int], batch: list[tuple[dict, dict]]) -> None:
-        """Evaluate a batch in a child (see the module docstring); returns in whichever process
+        """Evaluate a batch in the spare (see the module docstring); returns in whichever process
         holds the state afterwards, which answers the batch's last request."""
         *message_rids, batch_rid = rids
-        taken_over, count, death = self.run_in_child(batch, message_rids)
-        if not taken_over:  # still the holder, at the batch's start: message `count` failed
-            if death is not None:
-                self.reply(message_rids[count], True, self.death_result(death))
-            for rid in message_rids[:count + 1]:  # answered already, unless a child died between
-                self.reply(rid, False, RESULT_LOST)  # its status byte and its result
-            if count and not self.run_in_child(batch[:count], None)[0]:
-                os._exit(1)  # the replay did not repeat itself: the node rebuilds the host from its log
-            count += 1
-        for rid in message_rids[count:]:
+        work = pickle.dumps((batch, message_rids, batch_rid), protocol=pickle.HIGHEST_PROTOCOL)
+        while True:
+            if self.spare is None and self.fork_spare():
+                return  # in the spare, which has taken over
+            spare, self.spare = self.spare, None
+            if spare.give(work):
+                break
+            spare.close_ends()  # it had died (killed from outside): fork another
+            os.waitpid(spare.pid, 0)
+        count, death = self.watch_child(spare.pid, spare.status_r, spare.handover_w)
+        # still the holder, at the batch's start: message `count` failed
+        if death is not None:
+            self.reply(message_rids[count], True, self.death_result(death))
+        for rid in message_rids[:count + 1]:  # answered already, unless a child died between
+            self.reply(rid, False, RESULT_LOST)  # its status byte and its result
+        if count and not self.replay_in_child(batch[:count]):
+            os._exit(1)  # the replay did not repeat itself: the node rebuilds the host from its log
+        self.finish_batch(message_rids[count + 1:], batch_rid)
+
+    def finish_batch(self, unevaluated: list[int], batch_rid: int) -> None:
+        """The last answers of a batch, from the process that holds the state once it is over."""
+        for rid in unevaluated:
             self.reply(rid, True, NOT_EVALUATED)
         self.reply(batch_rid, True, None)
 
-    def run_in_child(self, batch: list[tuple[dict, dict]], rids: list[int] | None) -> tuple[bool, int, int | None]:
-        """Evaluate ``batch`` in a child, answering ``rids`` (None: a replay, silent, without the clock,
-        all of it). Returns (True, messages evaluated, None) in the child once it has taken over, every
-        message it evaluated having succeeded (it may stop early: see ``BATCH_SLICE``); the holder then
-        exits. Otherwise returns (False, index of the failed message, its wait status if it died) in
-        the holder."""
+    def replay_in_child(self, batch: list[tuple[dict, dict]]) -> bool:
+        """Re-apply messages that succeeded in a child, silently, without the clock. Returns True in the
+        child once it has taken over (the holder then exits), False in the holder if one failed."""
         status_r, status_w = os.pipe()
         handover_r, handover_w = os.pipe()
         child = os.fork()
         if child == 0:
             os.close(status_r)
             os.close(handover_w)
-            return True, self.evaluate_in_child(batch, rids, status_w, handover_r), None
+            self.forget_dryruns()
+            self.evaluate_in_child(batch, None, status_w, handover_r)
+            return True
         os.close(status_w)
         os.close(handover_r)
-        return (False, *self.watch_child(child, status_r, handover_w))
+        self.watch_child(child, status_r, handover_w)
+        return False
 
     def evaluate_in_child(self, batch: list[tuple[dict, dict]], rids: list[int] | None, status_w: int,
                           handover_r: int) -> int:
         """Evaluate in order, a status byte per message; exits at the first failure. Returns how many
         were evaluated, once this child holds the state."""
-        # the dry-runs running now are the holder's children: if this child takes over, the node's
-        # own deadline answers for any of them that dies
-        for pidfd in self.dryruns:
-            os.close(pidfd)
-        self.dryruns.clear()
         started, evaluated = time.monotonic(), 0
         for msg, env in batch:
             if rids is not None and evaluated and time.monotonic() - started > BATCH_SLICE:
