@@ -2,7 +2,7 @@
 
     python bench/scale.py [--processes 10 100 1000] [--log-lengths 1000 10000 100000]
 
-Processes: a node spawns N processes (each a host: an OS process, three descriptors, two threads),
+Processes: a node spawns N processes (each a host: an OS process and its spare, three descriptors, two threads),
 then every one of them answers a Ping. Printed: the OS processes, RSS and PSS summed over them, the
 node's descriptors and threads, idle and after the Pings, and the Pings' round trips; past the
 node's ``max_live_hosts`` the least recently used idle hosts are evicted, so a Ping may rebuild its

@@ -12,13 +12,14 @@ whole Lua VM (coroutines, closures, loaded models), so:
 A fork costs milliseconds (it copies the page tables, the child's first writes copy pages, and the
 old holder's exit frees them), far more than a small handler. So the holder forks the child for the
 next evaluation while it is idle, a *spare* that waits for its batch, and the messages waiting for
-a process are evaluated as a *batch* in one child, one after another, each under its own limits. When message k of a batch fails, the child reports k's
-Error and exits; the messages before k are replayed, without their results, in a fresh child that
-takes over, and the messages after k are answered ``NOT_EVALUATED`` so that the node sends them
-again. The state is then exactly what one child per message would have left, because evaluation is
-deterministic. A batch takes no new message once it has run for ``BATCH_SLICE``: the rest are
-answered ``NOT_EVALUATED`` too, so a slow message delays the results of no more than itself. The
-last answer of every batch comes from whoever holds the state once it is over.
+a process are evaluated as a *batch* in one child, one after another, each under its own limits.
+When message k of a batch fails, the child reports k's Error and exits; the messages before k are
+replayed, without their results, in a fresh child that takes over, and the messages after k are
+answered ``NOT_EVALUATED`` so that the node sends them again. The state is then exactly what one
+child per message would have left, because evaluation is deterministic. A batch takes no new
+message once it has run for ``BATCH_SLICE``: the rest are answered ``NOT_EVALUATED`` too, so a slow
+message delays the results of no more than itself. The last answer of every batch comes from
+whoever holds the state once it is over.
 
 Every child has a wall-clock limit (``HostConfig.eval_timeout``): a real alarm whose default
 action kills the child wherever it is (a Lua pattern, a finalizer, Python behind a bridge), so a
