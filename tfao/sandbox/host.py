@@ -390,8 +390,8 @@ class _Holder:
         child = os.fork()
         if child == 0:
             try:
-                if self.spare is not None:
-                    self.spare.close_ends()  # so the spare sees EOF when the holder goes, whatever this child does
+                if self.spare is not None:  # so the spare sees EOF once the holder goes, whatever this child does
+                    self.spare.close_ends()
                 self.reply(rid, True, self.evaluate_bounded(msg, env))
             finally:
                 os._exit(0)
