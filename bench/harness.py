@@ -20,6 +20,11 @@ import time
 from collections.abc import Callable
 
 
+# a pause before each timed run: thread pools spin on the cores for a while after their last call (OpenMP's
+# block time, OpenBLAS's idle workers), and would otherwise slow the next side down
+SETTLE_SECONDS = 0.3
+
+
 def serve_side(build: Callable[[], dict[str, Callable[[], object]]], warm: bool = True) -> None:
     """Child loop: build the workloads, warm each once (unless the build warmed them more cheaply), then
     run and time one per request line."""
@@ -61,6 +66,7 @@ def compare(sides: list[Side], workloads: list[str], repeats: int) -> dict[str, 
         for workload in workloads:
             for side in sides:
                 if workload in side.workloads:
+                    time.sleep(SETTLE_SECONDS)
                     times[side.name][workload].append(side.time(workload))
     return {side: {w: statistics.median(t) for w, t in by_workload.items() if t}
             for side, by_workload in times.items()}
