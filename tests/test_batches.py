@@ -217,8 +217,20 @@ def test_a_spare_killed_from_outside_is_replaced(ao_node, ao_process, wallets):
     ao_process.eval(COUNTER, wallet=wallets[0])
     assert reply(ao_process.send("Bump", wallet=wallets[0])) == "1"
     assert settles(lambda: len(spares(ao_node)) == len(ao_node.hosts))
+    host = ao_node.hosts[ao_process.id]
     for pid in spares(ao_node):
         os.kill(pid, signal.SIGKILL)
     assert reply(ao_process.send("Bump", wallet=wallets[0])) == "2"
     assert reply(ao_process.send("Bump", data="fail", wallet=wallets[0])) is None
     assert reply(ao_process.send("Bump", wallet=wallets[0])) == "3"
+    assert ao_node.hosts[ao_process.id] is host  # the host went on: not rebuilt from the log
+
+
+def test_a_restarted_node_answers_repeated_dryruns_from_the_cache(tmp_path, wallets):
+    message = {"Owner": wallets[0].address, "Tags": [{"name": "Action", "value": "Get"}]}
+    with Node(tmp_path / "node", wallet=wallets[3]) as node:
+        process = node.spawn(wallet=wallets[0])
+        node.result(process.id, node.message(process.id, data=COUNTER, tags=[("Action", "Eval")], wallet=wallets[0]))
+    with Node(tmp_path / "node", wallet=wallets[3]) as node:  # nothing new is stored after the restart
+        answer = node.dryrun(process.id, message)
+        assert json.loads(node.cached_dryrun(process.id, message)) == answer

@@ -822,6 +822,8 @@ class Node:
                 host.dryruns_running += 1  # so it is not evicted meanwhile
                 break
         visible = self.store.evaluated_upto(pid)
+        # known from the log too, after a restart; a later stored result replaces it, never the reverse
+        self.results_upto.setdefault(pid, visible)
         last = self.store.message(pid, max(visible, 0))
         msg = {"Timestamp": last.timestamp, "Block-Height": last.block_height, "Cron": False, "Target": pid}
         msg.update(message)

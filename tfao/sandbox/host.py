@@ -282,9 +282,10 @@ class _Spare:
     handover_w: int
 
     def give(self, work: bytes) -> bool:
-        """Hand the batch over; False if the spare had died."""
+        """Hand the batch over (the work end is closed either way); False if the spare had died."""
+        pipe, self.work_w = os.fdopen(self.work_w, "wb"), -1
         try:
-            with os.fdopen(self.work_w, "wb") as pipe:
+            with pipe:
                 pipe.write(work)
             return True
         except BrokenPipeError:
@@ -293,10 +294,8 @@ class _Spare:
     def close_ends(self) -> None:
         """Close the holder's ends (in the holder when the spare is dropped, or in another child of it)."""
         for fd in (self.work_w, self.status_r, self.handover_w):
-            try:
+            if fd >= 0:
                 os.close(fd)
-            except OSError:  # closed already (handed over)
-                pass
 
 
 class _Holder:
