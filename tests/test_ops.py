@@ -124,6 +124,8 @@ def test_gelu_variants():
         np.testing.assert_allclose(ops.gelu(x, mode=mode), 0.5 * x64 * (1 + erf64), rtol=1e-6, atol=atol)
         np.testing.assert_allclose(ops.gelu_tanh(x, mode=mode), 0.5 * x64 * (1 + tanh64), rtol=1e-6, atol=atol)
     assert ops.relu(x).min() == 0.0
+    far = np.array([-1e30, -1e4, -50, 50, 1e4, 1e30], np.float32)  # fast mode's limits: 0 below, x above
+    assert ops.gelu(far, mode="fast").tolist() == [0, 0, 0, 50, 1e4, np.float32(1e30)]
 
 
 def test_tree_sum_order_is_fixed_and_padding_invariant():

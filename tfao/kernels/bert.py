@@ -124,7 +124,8 @@ class BertModel:
     def _layer(self, x, keep, i, mode):
         prefix = f"encoder.layer.{i}."
         x = self._norm(self._attention(x, keep, prefix, mode) + x, prefix + "attention.output.LayerNorm", mode)
-        inner = self.activation(self.linears[prefix + "intermediate.dense"](x, mode=mode), mode=mode)  # [B, T, I]
+        inner = self.linears[prefix + "intermediate.dense"](x, mode=mode)  # [B, T, I]
+        inner = self.activation(inner, mode=mode, out=inner)
         out = self.linears[prefix + "output.dense"](inner, mode=mode)  # [B, T, H]
         return self._norm(out + x, prefix + "output.LayerNorm", mode)
 

@@ -107,7 +107,8 @@ class CLIPTextModel:
 
     def _layer(self, x, layer, keep, keys, mode):
         x = x + self._attention(ops.layer_norm(x, *layer.norm1, self.eps, mode=mode), layer, keep, keys, mode)
-        inner = self.activation(layer.fc1(ops.layer_norm(x, *layer.norm2, self.eps, mode=mode), mode=mode), mode=mode)  # [B, T, I]
+        inner = layer.fc1(ops.layer_norm(x, *layer.norm2, self.eps, mode=mode), mode=mode)  # [B, T, I]
+        inner = self.activation(inner, mode=mode, out=inner)
         return x + layer.fc2(inner, mode=mode)
 
     def pooled_positions(self, input_ids: np.ndarray) -> np.ndarray:

@@ -172,4 +172,4 @@ class GroupNorm:
 
     def __call__(self, x: np.ndarray, mode: str | None = None, silu: bool = False) -> np.ndarray:
         y = group_norm(x, self.groups, self.weight, self.bias, self.eps, mode=mode)
-        return ops.silu(y, mode=mode) if silu else y
+        return ops.silu(y, mode=mode, out=y) if silu else y

@@ -139,7 +139,8 @@ class _FeedForward:
         self.wo = _linear(weights, "wo", (config.d_model, config.d_ff), prepared)
 
     def __call__(self, x: np.ndarray, mode: str) -> np.ndarray:
-        hidden = self.activation(self.wi(x, mode=mode), mode=mode)  # [B, T, F]
+        hidden = self.wi(x, mode=mode)  # [B, T, F]
+        hidden = self.activation(hidden, mode=mode, out=hidden)
         if self.gate is not None:
             hidden = hidden * self.gate(x, mode=mode)
         return self.wo(hidden, mode=mode)  # [B, T, D]

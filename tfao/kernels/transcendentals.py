@@ -142,25 +142,31 @@ def as64(x) -> np.ndarray:
 _CHUNK = 65536  # elements per slice: temporaries stay in cache and out of fresh pages
 
 
-def _map_chunks(function, x, dtype) -> np.ndarray:
-    """``function`` applied to flat slices of ``x`` converted to ``dtype``, results stored as float32."""
+def _map_chunks(function, x, dtype, out=None) -> np.ndarray:
+    """``function`` applied to flat slices of ``x`` converted to ``dtype``, results stored as float32 in ``out``
+    (new, or a C-contiguous float32 array of x's shape: x itself works, each slice is read before written)."""
     x = np.asarray(x)
     flat = x.reshape(-1)
-    if 0 < flat.size <= _CHUNK:  # one slice: no float32 buffer to copy through
-        return function(flat.astype(dtype, copy=False)).astype(np.float32, copy=False).reshape(x.shape)
-    out = np.empty(flat.shape, dtype=np.float32)
+    if out is None:
+        if 0 < flat.size <= _CHUNK:  # one slice: no float32 buffer to copy through
+            return function(flat.astype(dtype, copy=False)).astype(np.float32, copy=False).reshape(x.shape)
+        out = np.empty(x.shape, dtype=np.float32)
+    elif out.shape != x.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError("out must be a C-contiguous float32 array of the input's shape")
+    flat_out = out.reshape(-1)  # a view
     for start in range(0, flat.size, _CHUNK):
-        out[start:start + _CHUNK] = function(flat[start:start + _CHUNK].astype(dtype, copy=False))
-    return out.reshape(x.shape)
+        flat_out[start:start + _CHUNK] = function(flat[start:start + _CHUNK].astype(dtype, copy=False))
+    return out
 
 
 def elementwise(exact, fast32, exact_dtype=np.float64):
     """An elementwise function: ``exact`` in exact mode (on float64, rounded once, unless ``exact_dtype`` says
-    it works in fixed float32 steps), float32 ``fast32`` in fast mode."""
-    def apply(x, mode: str | None = None) -> np.ndarray:
+    it works in fixed float32 steps), float32 ``fast32`` in fast mode. ``out=x`` overwrites a temporary
+    instead of filling fresh pages, which costs more than the function itself on large activations."""
+    def apply(x, mode: str | None = None, out: np.ndarray | None = None) -> np.ndarray:
         if resolve_mode(mode) == "fast":
-            return _map_chunks(fast32, x, np.float32)
-        return _map_chunks(exact, x, exact_dtype)
+            return _map_chunks(fast32, x, np.float32, out)
+        return _map_chunks(exact, x, exact_dtype, out)
     return apply
 
 
