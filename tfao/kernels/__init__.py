@@ -1,0 +1,3 @@
+from .allocator import keep_freed_memory
+
+keep_freed_memory()

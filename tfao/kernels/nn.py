@@ -138,13 +138,14 @@ class SoftmaxProduct:
     """``softmax(scores) @ values`` along the last axis of ``scores`` [M, K], for ``values`` [K, N] prepared
     once and met by one block of score rows after another (attention over many queries).
 
-    Both modes normalise after the product. Exact mode takes ``w = exp(scores - max)`` by the fixed-bits
-    ``exp`` (each row's largest weight is exactly 1) and splits it exactly into ``high``, rounded to
-    multiples of 2**-bits, and the remainder ``low``. ``high`` times the quantized values, with a column of
-    ones beside them, gives every numerator and high's total exactly in one dgemm, in any summation order:
-    the weights lie in [0, 1], so their integers sum below K * 2**bits. ``low``, rounded to multiples of
-    2**-(bits + 23), adds to the total exactly in any order too, so the total is the weights' sum to about
-    1e-10 and dropping the small weights does not bias the quotient (as normalising by high's total would).
+    Both modes normalise after the product, by totals that a column of ones beside the values gives in the
+    same product (fast mode then needs no pass for the sums). Exact mode takes ``w = exp(scores - max)`` by the
+    fixed-bits ``exp`` (each row's largest weight is exactly 1) and splits it exactly into ``high``, rounded
+    to multiples of 2**-bits, and the remainder ``low``. ``high`` times the quantized values and the ones
+    gives every numerator and high's total exactly in one dgemm, in any summation order: the weights lie in
+    [0, 1], so their integers sum below K * 2**bits. ``low``, rounded to multiples of 2**-(bits + 23), adds
+    to the total exactly in any order too, so the total is the weights' sum to about 1e-10 and dropping the
+    small weights does not bias the quotient (as normalising by high's total would).
     Each float64 quotient is rounded to float32. A result row depends on its score row alone.
     """
 
@@ -154,8 +155,8 @@ class SoftmaxProduct:
         weight_bits = min(bits, _WEIGHT_BITS)
         self.weight_step = np.float32(1.5 * 2.0 ** (23 - weight_bits))  # adding it rounds [0, 1] to the grid
         self.low_step = np.float32(1.5 * 2.0 ** -weight_bits)  # and this |low| <= 2**-(weight_bits + 1) to its own
-        if self.mode == "fast":
-            self.values = values
+        if self.mode == "fast":  # a column of ones: the weights' totals come out of the product too
+            self.values = np.concatenate([values, np.ones((keys, 1), np.float32)], axis=1)  # [K, N + 1]
         else:
             self.values = np.concatenate([quantize(values, -2, bits), np.ones((keys, 1))], axis=1)  # [K, N + 1]
 
@@ -164,9 +165,8 @@ class SoftmaxProduct:
         scores -= max_reduce(scores, axis=-1, keepdims=True)
         if self.mode == "fast":
             np.exp(scores, out=scores)
-            mixed = scores @ self.values  # [M, N]
-            mixed /= fast_sum(scores, axis=-1, keepdims=True)
-            return mixed
+            mixed = scores @ self.values  # [M, N + 1]: numerators, then the total
+            return np.divide(mixed[:, :-1], mixed[:, -1:])
         low = exp_nonpositive32(scores)  # [M, K], the weights, in (0, 1]
         high = low + self.weight_step
         high -= self.weight_step  # [M, K]: the weights on the grid
