@@ -1,3 +1,0 @@
-from .allocator import keep_freed_memory
-
-keep_freed_memory()
