@@ -7,7 +7,7 @@ import numpy as np
 from .gemm import gemm_bits, quantize
 from .modes import resolve_mode
 from .reductions import fast_sum, max_reduce, tree_sum
-from .transcendentals import as64, elementwise, erf_eval, exp64, exp_nonpositive32, log64, tanh64
+from .transcendentals import as64, elementwise, erf_eval, exp64, exp_fast32, exp_nonpositive32, log64, tanh64
 
 _SQRT_HALF = 0.7071067811865476
 _SQRT_2_OVER_PI = 0.7978845608028654
@@ -38,8 +38,9 @@ def _gelu_tanh_any(x: np.ndarray, tanh_fn) -> np.ndarray:
 # by least squares iterated towards minimax on |x| <= 6, weighted by how much an error in y moves x Phi(x)
 # (GELU's error within 4e-7 relative, 1e-7 absolute, evaluated in float32). Beyond |x| = 6 the argument of Q
 # is held at 36, so y keeps growing linearly: x Phi(x) goes to x above and to 0 below, never to x * 0.
-# Stored negated, so the polynomial gives -y for exp directly. 18 passes, no gathers, no cancellation.
-_LOGIT_PHI_NEG_COEFFS = [np.float32(-c) for c in (
+# Stored times -log2(e), so the polynomial gives -y log2(e) for exp2 directly (numpy's exp2 is twice as fast
+# as its exp). 18 passes, no gathers, no cancellation.
+_LOGIT_PHI_NEG_COEFFS = [np.float32(-c * 1.4426950408889634) for c in (
     1.5957667675482194, 0.07267180915081971, -6.816137443527566e-05, -0.00011000880286896533,
     7.88339534218061e-06, -2.639685210933004e-07, 3.55410924365779e-09)]
 
@@ -53,8 +54,8 @@ def _gelu_fast32(x: np.ndarray) -> np.ndarray:
             neg_logit += coeff
             neg_logit *= square
         neg_logit += _LOGIT_PHI_NEG_COEFFS[0]
-        neg_logit *= x  # -y
-        np.exp(neg_logit, out=neg_logit)
+        neg_logit *= x  # -y log2(e)
+        np.exp2(neg_logit, out=neg_logit)
     neg_logit += np.float32(1.0)
     return np.divide(x, neg_logit, out=neg_logit)  # x / (1 + exp(-y)) = x Phi(x)
 
@@ -79,12 +80,12 @@ def _silu_exact32(x: np.ndarray) -> np.ndarray:
 
 
 def _silu32(x: np.ndarray) -> np.ndarray:
-    return x / (np.float32(1.0) + np.exp(-x))
+    return x / (np.float32(1.0) + exp_fast32(-x))
 
 
 silu = elementwise(_silu_exact32, _silu32, exact_dtype=np.float32)
 silu.__doc__ = "x * sigmoid(x) (SiLU / swish)."
-quick_gelu = elementwise(lambda x: x / (1.0 + exp64(-1.702 * x)), lambda x: x / (np.float32(1.0) + np.exp(np.float32(-1.702) * x)))
+quick_gelu = elementwise(lambda x: x / (1.0 + exp64(-1.702 * x)), lambda x: x / (np.float32(1.0) + exp_fast32(np.float32(-1.702) * x)))
 quick_gelu.__doc__ = "x * sigmoid(1.702 x), CLIP's GELU approximation."
 
 ACTIVATIONS = {"gelu": gelu, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "relu": relu, "silu": silu,
@@ -114,7 +115,7 @@ def softmax(x: np.ndarray, axis: int = -1, where: np.ndarray | None = None, mode
         if where is not None:
             x = np.where(where, x, np.float32(-np.inf))
         e = x - max_reduce(x, axis=axis, keepdims=True)
-        np.exp(e, out=e)
+        exp_fast32(e, out=e)
         e /= fast_sum(e, axis=axis, keepdims=True)
         return e
     x = np.asarray(x, dtype=np.float32)
@@ -164,7 +165,7 @@ class SoftmaxProduct:
         """float32 [M, K] -> [M, N]; ``scores`` is overwritten."""
         scores -= max_reduce(scores, axis=-1, keepdims=True)
         if self.mode == "fast":
-            np.exp(scores, out=scores)
+            exp_fast32(scores, out=scores)
             mixed = scores @ self.values  # [M, N + 1]: numerators, then the total
             return np.divide(mixed[:, :-1], mixed[:, -1:])
         low = exp_nonpositive32(scores)  # [M, K], the weights, in (0, 1]
@@ -184,7 +185,7 @@ def log_softmax(x: np.ndarray, mode: str | None = None) -> np.ndarray:
     if resolve_mode(mode) == "fast":
         x = np.asarray(x, dtype=np.float32)
         shifted = x - np.max(x, axis=-1, keepdims=True)
-        return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+        return shifted - np.log(np.sum(exp_fast32(shifted), axis=-1, keepdims=True))
     shifted = as64(x) - np.max(x, axis=-1, keepdims=True)
     return (shifted - log64(tree_sum(exp64(shifted), keepdims=True))).astype(np.float32)
 

@@ -251,7 +251,17 @@ def cos64(x: np.ndarray) -> np.ndarray:
     return _sin_or_cos(x, 1)
 
 
-exp = elementwise(exp64, np.exp)
+_LOG2E32 = np.float32(1.4426950408889634)
+
+
+def exp_fast32(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Fast mode's e**x as 2**(x log2 e): numpy's float32 exp2 takes half the time of its exp here, even
+    with the multiply (relative error about |x| 4e-8 more, from rounding the product). ``out=x`` works."""
+    scaled = np.multiply(x, _LOG2E32, out=out)
+    return np.exp2(scaled, out=scaled)
+
+
+exp = elementwise(exp64, exp_fast32)
 exp.__doc__ = "e**x."
 erf = elementwise(lambda x: erf_eval(x, np.float64), lambda x: erf_eval(x, np.float32))
 erf.__doc__ = "The error function."
