@@ -97,6 +97,26 @@ def test_transcendentals_are_float32_correct():
     assert np.isnan(ops.erf(np.array([np.nan]), mode="exact")).all()
 
 
+def test_fast_exp_is_within_its_stated_error():
+    e = np.linspace(-87, 88, 20001).astype(np.float32)
+    want = np.array([math.exp(float(v)) for v in e])
+    # 2**(x log2 e): the product's rounding adds up to about |x| 7e-8 of relative error to exp2's own
+    assert np.all(np.abs(ops.exp(e, mode="fast") / want - 1) <= 2e-7 + 8e-8 * np.abs(e))
+    assert ops.exp(np.array([-np.inf, np.inf, 0.0], np.float32), mode="fast").tolist() == [0.0, np.inf, 1.0]
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_activations_write_into_out_with_the_same_bits(mode):
+    x = rng.standard_normal((3, 70001)).astype(np.float32) * 4  # several chunks and a partial one
+    for activation in (ops.gelu, ops.gelu_tanh, ops.silu, ops.quick_gelu, ops.relu):
+        want = activation(x, mode=mode)
+        buffer = x.copy()
+        assert activation(buffer, mode=mode, out=buffer) is buffer
+        assert np.array_equal(buffer, want), activation
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        ops.gelu(x, mode=mode, out=np.empty((70001, 3), np.float32).T)
+
+
 def test_softmax_exp_is_within_two_ulps_and_never_subnormal():
     from tfao.kernels.transcendentals import exp_nonpositive32
 
