@@ -12,7 +12,7 @@ from .modes import resolve_mode
 
 _ROUND_MAGIC = 6755399441055744.0  # 1.5 * 2**52: adding it rounds a float64 below 2**51 to an integer
 _ROUND_MAGIC_BITS = np.array(_ROUND_MAGIC).view(np.int64)
-_LOG2E = 1.4426950408889634
+LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that n * _LN2_HI is exact for |n| < 2**20
 _LN2_LO = 1.90821492927058770002e-10
 _EXPM1_COEFFS = [1.0 / math.factorial(k) for k in range(13, 1, -1)]  # r**k / k!, k = 13 .. 2
@@ -28,7 +28,7 @@ def round_to_int(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _exp_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(2**n, expm1(r))`` with ``exp(x) = 2**n * (1 + expm1(r))``, |r| <= ln2/2, for float64 ``x``."""
     x = np.clip(x, -1000.0, 1000.0)  # beyond, float32 results are 0 or inf anyway; keeps 2**n normal
-    n_float, n_int = round_to_int(x * _LOG2E)
+    n_float, n_int = round_to_int(x * LOG2E)
     n_int = np.clip(n_int, -1022, 1023)
     r = (x - n_float * _LN2_HI) - n_float * _LN2_LO
     poly = np.full_like(r, _EXPM1_COEFFS[0])
@@ -50,7 +50,7 @@ def expm1_64(x: np.ndarray) -> np.ndarray:
     return power * expm1_r + (power - 1.0)
 
 
-_EXP32_LOG2E = np.float32(_LOG2E)
+_EXP32_LOG2E = np.float32(LOG2E)
 _EXP32_LN2_HI = np.float32(45426 / 65536)  # ln 2 to 16 bits: n * hi is exact in float32 for |n| < 2**8
 _EXP32_LN2_LO = np.float32(math.log(2) - 45426 / 65536)
 _EXP32_MAGIC = np.float32(1.5 * 2**23)  # adding it rounds a float32 below 2**22 to an integer
@@ -251,13 +251,10 @@ def cos64(x: np.ndarray) -> np.ndarray:
     return _sin_or_cos(x, 1)
 
 
-_LOG2E32 = np.float32(1.4426950408889634)
-
-
 def exp_fast32(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Fast mode's e**x as 2**(x log2 e): numpy's float32 exp2 takes half the time of its exp here, even
     with the multiply (relative error up to about |x| 7e-8 more, from rounding the product). ``out=x`` works."""
-    scaled = np.multiply(x, _LOG2E32, out=out)
+    scaled = np.multiply(x, _EXP32_LOG2E, out=out)
     return np.exp2(scaled, out=scaled)
 
 
