@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ops
+from .parallel import SPLIT_TOKENS, over_batch
 from .weights import Weights
 
 _PREFIX = "bert."
@@ -141,6 +142,12 @@ class BertModel:
         if keep is not None and keep.all():
             keep = None  # no padding: masking would change nothing, so skip its passes
         token_types = np.zeros_like(input_ids) if token_type_ids is None else np.asarray(token_type_ids, dtype=np.int64).reshape(input_ids.shape)
+        return over_batch(lambda rows: self._forward(input_ids[rows], None if keep is None else keep[rows],
+                                                     token_types[rows], mode),
+                          len(input_ids), split=mode == "exact" and input_ids.size >= SPLIT_TOKENS)
+
+    def _forward(self, input_ids, keep, token_types, mode):
+        length = input_ids.shape[1]
         x = self.embeddings["word"][input_ids]  # [B, T, H]
         x = x + self.embeddings["token_type"][token_types]
         x = x + self.embeddings["position"][:length]

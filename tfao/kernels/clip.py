@@ -16,6 +16,7 @@ import numpy as np
 from . import ops
 from .diffusers_folder import read_model_folder
 from .networks import nbytes, share_prepared
+from .parallel import SPLIT_TOKENS, over_batch
 from .weights import WeightError, Weights
 
 _TOKEN_EMBEDDING = "embeddings.token_embedding.weight"
@@ -126,8 +127,13 @@ class CLIPTextModel:
             raise ValueError(f"sequence of {length} tokens exceeds max_position_embeddings {self.max_positions}")
         if input_ids.size and (input_ids.min() < 0 or input_ids.max() >= len(self.token_embedding)):
             raise ValueError(f"token ids must lie in [0, {len(self.token_embedding)})")
-        causal = np.tril(np.ones((length, length), dtype=bool))  # [T, T]
         keys = np.ones((batch, length), dtype=bool) if attention_mask is None else np.asarray(attention_mask).reshape(batch, length) != 0
+        return over_batch(lambda rows: self._forward(input_ids[rows], keys[rows], mode), batch,
+                          split=mode == "exact" and input_ids.size >= SPLIT_TOKENS)
+
+    def _forward(self, input_ids, keys, mode):
+        batch, length = input_ids.shape
+        causal = np.tril(np.ones((length, length), dtype=bool))  # [T, T]
         keep = causal[None] & keys[:, None, :]  # [B, T, T]
         x = self.token_embedding[input_ids] + self.position_embedding[:length]  # [B, T, H]
         for layer in self.layers:

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
+import numpy as np
+
 from threadpoolctl import ThreadpoolController
 
 
@@ -36,3 +38,28 @@ def run_pieces(work: Callable[[object], None], pieces: Iterable) -> None:
     with _controller().limit(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
         for _ in pool.map(work, pieces):  # re-raises a piece's exception here
             pass
+
+
+SPLIT_TOKENS = 128  # the batch size times length from which exact mode splits a batch (below, threads cost more)
+
+
+def over_batch(forward: Callable[[slice], np.ndarray | tuple], batch: int, split: bool = True) -> np.ndarray | tuple:
+    """``forward(rows)`` for consecutive slices of a batch, one per core side by side (unless ``split`` is
+    False), joined along the first axis. For a forward whose rows do not depend on one another (exact
+    mode's promise) these are the bits of ``forward(slice(0, batch))``. Each core then runs whole GEMMs of
+    its own, and the elementwise passes, which numpy runs on one core, run on all of them: exact BERT at
+    batch 32 took 0.75 of the time. Fast mode gains nothing (its elementwise share is small, and the
+    threads contend for the interpreter), nor does a small batch."""
+    pieces = min(blas_threads(), batch) if split else 1
+    if pieces <= 1:
+        return forward(slice(0, batch))
+    bounds = [batch * i // pieces for i in range(pieces + 1)]
+    results: list = [None] * pieces
+
+    def piece(i: int) -> None:
+        results[i] = forward(slice(bounds[i], bounds[i + 1]))
+
+    run_pieces(piece, range(pieces))
+    if isinstance(results[0], tuple):
+        return tuple(np.concatenate(parts) for parts in zip(*results))
+    return np.concatenate(results)

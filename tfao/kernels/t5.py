@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import generation, ops
+from .parallel import SPLIT_TOKENS, over_batch
 from .weights import Weights
 
 MAX_KEYS = 2048  # attention length bound: exact-mode bits (21) fixed whatever the padding or decoded length
@@ -213,6 +214,10 @@ class T5Encoder:
         input_ids, keep = _ids_and_mask(input_ids, attention_mask)
         length = input_ids.shape[1]
         bias = self.stack.position_bias(0, length, length)
+        return over_batch(lambda rows: self._forward(input_ids[rows], keep[rows], bias, mode), len(input_ids),
+                          split=mode == "exact" and input_ids.size >= SPLIT_TOKENS)
+
+    def _forward(self, input_ids, keep, bias, mode):
         visible = keep[:, None, None, :]  # [B, 1, 1, S]
         x = self.embedding[input_ids]  # [B, S, D]
         for block in self.stack.blocks:

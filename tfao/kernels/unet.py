@@ -14,6 +14,7 @@ from . import ops
 from .conv import Conv2d, GroupNorm, attention, geglu, to_channels_first, to_channels_last, upsample_nearest2x
 from .diffusers_folder import read_model_folder
 from .networks import nbytes, share_prepared
+from .parallel import over_batch
 from .weights import WeightError, Weights
 
 _LN_10000 = 9.210340371976184  # log(10000): the timestep embedding's maximum period
@@ -241,7 +242,10 @@ class UNet2DConditionModel:
         timesteps = np.broadcast_to(np.asarray(timestep, dtype=np.float32).reshape(-1), (batch,))
         if not np.all(np.isfinite(timesteps)):
             raise ValueError("timestep must be finite")
+        return over_batch(lambda rows: self._forward(sample[rows], timesteps[rows], context[rows], mode), batch,
+                          split=mode == "exact")
 
+    def _forward(self, sample, timesteps, context, mode):
         temb = self.time_linear_1(self.timestep_embedding(timesteps, mode), mode=mode)  # [N, temb]
         temb = self.time_linear_2(ops.silu(temb, mode=mode), mode=mode)
         temb_act = ops.silu(temb, mode=mode)  # every ResNet block projects SiLU(temb)

@@ -1,0 +1,90 @@
+"""Exact mode splits a large batch over the cores: each model then gives the bits of one call on the whole
+batch, whatever the number of cores."""
+
+import numpy as np
+import pytest
+import transformers
+
+import test_clip
+import test_unet
+from conftest import save_tiny_bert
+from tfao.kernels import parallel
+from tfao.kernels.bert import BertModel
+from tfao.kernels.clip import CLIPTextModel
+from tfao.kernels.t5 import T5Encoder
+from tfao.kernels.unet import UNet2DConditionModel
+from tfao.models.t5 import T5EncoderModel
+from test_t5 import tiny_t5
+
+
+def split_and_whole(monkeypatch, model_class, call):
+    """(bits on 3 cores, bits on 1, the batch sizes the forward saw on 3 cores)."""
+    seen = []
+    forward = model_class._forward
+
+    def recording(self, first, *rest):
+        seen.append(len(first))
+        return forward(self, first, *rest)
+
+    monkeypatch.setattr(model_class, "_forward", recording)
+    monkeypatch.setattr(parallel, "blas_threads", lambda: 1)
+    whole = call()
+    seen.clear()
+    monkeypatch.setattr(parallel, "blas_threads", lambda: 3)
+    split = call()
+    return split, whole, seen
+
+
+def as_bytes(result):
+    return b"".join(part.tobytes() for part in result) if isinstance(result, tuple) else result.tobytes()
+
+
+def padded(rows, length, vocab, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, vocab, (rows, length))
+    mask = np.ones((rows, length), dtype=np.int64)
+    mask[1, length // 2:] = 0  # one padded row: the pieces differ in padding
+    return ids, mask
+
+
+def test_bert_batch(tmp_path, monkeypatch):
+    save_tiny_bert(tmp_path)
+    model = BertModel.from_pretrained(tmp_path)
+    ids, mask = padded(5, 40, 101)
+    split, whole, seen = split_and_whole(monkeypatch, BertModel, lambda: model(ids, mask, mode="exact"))
+    assert seen == [1, 2, 2] and split.tobytes() == whole.tobytes()
+
+
+def test_clip_batch(tmp_path, monkeypatch):
+    test_clip.save_reference(transformers.CLIPTextModel, test_clip.tiny_config(), tmp_path)
+    model = CLIPTextModel.from_pretrained(tmp_path)
+    ids = np.random.default_rng(1).integers(0, 998, (3, 77))
+    ids[:, -1] = 999  # the end token
+    split, whole, seen = split_and_whole(monkeypatch, CLIPTextModel, lambda: model(ids, mode="exact"))
+    assert seen == [1, 1, 1] and as_bytes(split) == as_bytes(whole)
+
+
+def test_t5_encoder_batch(tmp_path, monkeypatch):
+    tiny_t5(tmp_path)
+    model = T5EncoderModel.from_pretrained(tmp_path)
+    ids, mask = padded(4, 40, 61)
+    split, whole, seen = split_and_whole(monkeypatch, T5Encoder, lambda: model(ids, mask, mode="exact"))
+    assert seen == [1, 1, 2] and split.tobytes() == whole.tobytes()
+
+
+def test_unet_cfg_batch(tmp_path, monkeypatch):
+    test_unet.save_reference(tmp_path, **test_unet.SD15_LIKE)
+    unet = UNet2DConditionModel.from_pretrained(tmp_path)
+    sample, context = (t.numpy() for t in test_unet.inputs())
+    split, whole, seen = split_and_whole(monkeypatch, UNet2DConditionModel, lambda: unet(sample, 500, context, mode="exact"))
+    assert seen == [1, 1] and split.tobytes() == whole.tobytes()
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_small_batches_and_fast_mode_stay_whole(tmp_path, monkeypatch, mode):
+    save_tiny_bert(tmp_path)
+    model = BertModel.from_pretrained(tmp_path)
+    ids, mask = padded(3, 40 if mode == "fast" else 12, 101)  # exact: 36 tokens, below the split
+    _, _, seen = split_and_whole(monkeypatch, BertModel, lambda: model(ids, mask, mode=mode))
+    assert seen == [3]
+
