@@ -48,8 +48,8 @@ def over_batch(forward: Callable[[slice], np.ndarray | tuple], batch: int, split
     False), joined along the first axis. For a forward whose rows do not depend on one another (exact
     mode's promise) these are the bits of ``forward(slice(0, batch))``. Each core then runs whole GEMMs of
     its own, and the elementwise passes, which numpy runs on one core, run on all of them: exact BERT at
-    batch 32 took 0.75 of the time. Fast mode gains nothing (its elementwise share is small, and the
-    threads contend for the interpreter), nor does a small batch."""
+    batch 32 took 0.75 of the time. A small batch gains nothing, nor does fast mode where its elementwise
+    share is small (BERT: the threads then only contend for the interpreter)."""
     pieces = min(blas_threads(), batch) if split else 1
     if pieces <= 1:
         return forward(slice(0, batch))

@@ -242,8 +242,8 @@ class UNet2DConditionModel:
         timesteps = np.broadcast_to(np.asarray(timestep, dtype=np.float32).reshape(-1), (batch,))
         if not np.all(np.isfinite(timesteps)):
             raise ValueError("timestep must be finite")
-        return over_batch(lambda rows: self._forward(sample[rows], timesteps[rows], context[rows], mode), batch,
-                          split=mode == "exact")
+        # CFG's batch of 2 split in either mode: a fast 512 px step took 0.85 of the time too
+        return over_batch(lambda rows: self._forward(sample[rows], timesteps[rows], context[rows], mode), batch)
 
     def _forward(self, sample, timesteps, context, mode):
         temb = self.time_linear_1(self.timestep_embedding(timesteps, mode), mode=mode)  # [N, temb]
