@@ -1,6 +1,10 @@
 """Exact mode splits a large batch over the cores: each model then gives the bits of one call on the whole
 batch, whatever the number of cores."""
 
+import threading
+import time
+from collections import Counter
+
 import numpy as np
 import pytest
 import transformers
@@ -8,11 +12,12 @@ import transformers
 import test_clip
 import test_unet
 from conftest import save_tiny_bert
-from tfao.kernels import parallel
+from tfao.kernels import ops, parallel
 from tfao.kernels.bert import BertModel
 from tfao.kernels.clip import CLIPTextModel
 from tfao.kernels.t5 import T5Encoder
 from tfao.kernels.unet import UNet2DConditionModel
+from tfao.kernels.winograd import Winograd3x3
 from tfao.models.t5 import T5EncoderModel
 from test_t5 import tiny_t5
 
@@ -88,3 +93,49 @@ def test_small_batches_and_fast_mode_stay_whole(tmp_path, monkeypatch, mode):
     _, _, seen = split_and_whole(monkeypatch, BertModel, lambda: model(ids, mask, mode=mode))
     assert seen == [3]
 
+
+
+def counted_slow(monkeypatch, cls, name, builds):
+    build = getattr(cls, name)
+
+    def slow(self, *args):
+        builds[id(self)] += 1
+        time.sleep(0.01)  # widens the window in which another piece reaches the same layer
+        return build(self, *args)
+
+    monkeypatch.setattr(cls, name, slow)
+
+
+def test_pieces_prepare_each_weight_once(tmp_path, monkeypatch):
+    """The pieces of a split batch reach each layer's first exact call together: one prepares the layer's
+    weights, into the shared store, and the others wait for them."""
+    test_unet.save_reference(tmp_path / "unet", **test_unet.SD15_LIKE)
+    sample, context = (t.numpy() for t in test_unet.inputs())
+    whole = UNet2DConditionModel.from_pretrained(tmp_path / "unet")(sample, 500, context, mode="exact")
+    builds = Counter()
+    counted_slow(monkeypatch, ops.Linear, "_quantized_weight", builds)
+    counted_slow(monkeypatch, Winograd3x3, "_build", builds)
+    monkeypatch.setattr(parallel, "blas_threads", lambda: 2)
+    store = ops.PreparedStore(tmp_path / "prepared")
+    unet = UNet2DConditionModel.from_pretrained(tmp_path / "unet", prepared=store)
+    assert unet(sample, 500, context, mode="exact").tobytes() == whole.tobytes()
+    assert builds and set(builds.values()) == {1}
+    assert list(store.folder.glob("*.npy")) and not list(store.folder.glob("*.partial"))
+
+
+def test_writers_of_one_prepared_weight_may_race(tmp_path):
+    store = ops.PreparedStore(tmp_path)
+    start = threading.Barrier(4)
+    arrays = []
+
+    def write():
+        start.wait()
+        arrays.extend(store.arrays("key", ("weight",), lambda: (np.arange(1000.0),)))
+
+    writers = [threading.Thread(target=write) for _ in range(4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert len(arrays) == 4 and all(np.array_equal(a, np.arange(1000.0)) for a in arrays)
+    assert [path.name for path in tmp_path.iterdir()] == ["key.weight.npy"]

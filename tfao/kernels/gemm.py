@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -92,7 +94,8 @@ class RightFactor:
 class PreparedStore:
     """Prepared exact-mode weights in ``.npy`` files under ``folder``, keyed by the weight's content and the
     kernels version, memory-mapped read-only: processes that use the same model share one copy through
-    the page cache instead of each holding a private one."""
+    the page cache instead of each holding a private one. Writers (processes or threads) may race: each
+    writes its own temporary file and renames it into place, so a reader sees one whole file."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -102,9 +105,9 @@ class PreparedStore:
         if not all(path.exists() for path in paths):
             self.folder.mkdir(parents=True, exist_ok=True)
             for path, array in zip(paths, build()):
-                partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-                with open(partial, "wb") as handle:
-                    np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+                handle, partial = tempfile.mkstemp(dir=self.folder, prefix=f"{path.name}.", suffix=".partial")
+                with os.fdopen(handle, "wb") as file:
+                    np.save(file, np.ascontiguousarray(array), allow_pickle=False)
                 os.replace(partial, path)  # atomic: a reader sees the whole file or none
         return tuple(np.load(path, mmap_mode="r", allow_pickle=False) for path in paths)
 
@@ -148,6 +151,7 @@ class Linear:
         self.prepared = prepared
         self._exact = None
         self._digest = None
+        self._preparing = threading.Lock()  # pieces of a split batch reach a layer's first exact call together
 
     @classmethod
     def load(cls, weights, shape: tuple[int, int], prepared: PreparedStore | None = None) -> "Linear":
@@ -187,15 +191,20 @@ class Linear:
 
     def _exact_weight(self):
         if self._exact is None:
-            bits = gemm_bits(self.in_features)
-            if self.prepared is None:
-                (weight_q,) = self._quantized_weight(bits)
-            else:
-                (weight_q,) = self.prepared.arrays(self.prepared_key(f"gemm{bits}"), ("quantized",),
-                                                   lambda: self._quantized_weight(bits))
-            bias = None if self.bias is None else self.bias.astype(np.float64)
-            self._exact = (bits, weight_q, bias)
+            with self._preparing:
+                if self._exact is None:
+                    self._exact = self._prepare_exact()
         return self._exact
+
+    def _prepare_exact(self):
+        bits = gemm_bits(self.in_features)
+        if self.prepared is None:
+            (weight_q,) = self._quantized_weight(bits)
+        else:
+            (weight_q,) = self.prepared.arrays(self.prepared_key(f"gemm{bits}"), ("quantized",),
+                                               lambda: self._quantized_weight(bits))
+        bias = None if self.bias is None else self.bias.astype(np.float64)
+        return bits, weight_q, bias
 
     def nbytes(self) -> int:
         """Bytes referenced: the float32 weight and bias, and the exact-mode copy (float64) once prepared."""

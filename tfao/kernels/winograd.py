@@ -16,6 +16,7 @@ A 4x4 input tile ``d`` (stride 2) gives a 2x2 output tile ``A^T [(G g G^T) * (B^
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -76,6 +77,7 @@ class Winograd3x3:
         self.linear, self.in_channels = linear, in_channels
         self.bits = winograd_bits(in_channels)
         self._weights: dict[str, np.ndarray] = {}
+        self._preparing = threading.Lock()  # pieces of a split batch reach the first call together
 
     def _weight(self) -> np.ndarray:
         return self.linear.weight.reshape(self.linear.out_features, self.in_channels, 3, 3)
@@ -92,13 +94,17 @@ class Winograd3x3:
     def transformed(self, mode: str) -> np.ndarray:
         """[16, in, out]: float32 ``G g G^T`` (fast) or float64 exact-grid ``G g G^T`` (exact)."""
         if mode not in self._weights:
-            store = self.linear.prepared
-            if store is None:
-                (self._weights[mode],) = self._build(mode)
-            else:
-                key = self.linear.prepared_key(f"winograd-{mode}{self.bits if mode == 'exact' else ''}")
-                (self._weights[mode],) = store.arrays(key, ("transformed",), lambda: self._build(mode))
+            with self._preparing:
+                if mode not in self._weights:
+                    (self._weights[mode],) = self._prepare(mode)
         return self._weights[mode]
+
+    def _prepare(self, mode: str) -> tuple[np.ndarray]:
+        store = self.linear.prepared
+        if store is None:
+            return self._build(mode)
+        key = self.linear.prepared_key(f"winograd-{mode}{self.bits if mode == 'exact' else ''}")
+        return store.arrays(key, ("transformed",), lambda: self._build(mode))
 
     def nbytes(self) -> int:
         """Bytes referenced: the float32 weight and bias, and the transformed forms held privately. With no
