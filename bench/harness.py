@@ -90,13 +90,18 @@ def print_machines(machines: dict[str, dict]) -> None:
 
 
 def print_profile(run: Callable[[], object], runs: int, title: str, top: int = 14) -> None:
-    """The functions that take the most time of their own over ``runs`` calls of ``run``."""
+    """The functions that take the most time of their own over ``runs`` calls of ``run``, on one core: the
+    profiler sees one thread only, and with BLAS on one thread the pieces a call would spread over the
+    cores run one after another on it."""
     import cProfile
     import pstats
 
+    from threadpoolctl import threadpool_limits
+
     profile = cProfile.Profile()
-    profile.runcall(lambda: [run() for _ in range(runs)])
-    print(f"\n{title}, {runs} run(s), top functions by own time:")
+    with threadpool_limits(limits=1, user_api="blas"):
+        profile.runcall(lambda: [run() for _ in range(runs)])
+    print(f"\n{title}, {runs} run(s) on one core, top functions by own time:")
     pstats.Stats(profile).sort_stats("tottime").print_stats(top)
 
 
