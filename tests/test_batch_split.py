@@ -1,5 +1,5 @@
-"""Exact mode splits a large batch over the cores: each model then gives the bits of one call on the whole
-batch, whatever the number of cores."""
+"""A large batch is split over the cores: in exact mode each model then gives the bits of one call on the
+whole batch, whatever the number of cores; fast mode splits too."""
 
 import threading
 import time
@@ -86,12 +86,13 @@ def test_unet_cfg_batch(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("mode", ["exact", "fast"])
-def test_small_batches_and_fast_mode_stay_whole(tmp_path, monkeypatch, mode):
+@pytest.mark.parametrize("rows, length, pieces", [(3, 12, [3]), (4, 32, [1, 1, 2])])  # 36 tokens stay whole, 128 split
+def test_fast_mode_splits_too_and_small_batches_stay_whole(tmp_path, monkeypatch, mode, rows, length, pieces):
     save_tiny_bert(tmp_path)
     model = BertModel.from_pretrained(tmp_path)
-    ids, mask = padded(3, 40 if mode == "fast" else 12, 101)  # exact: 36 tokens, below the split
+    ids, mask = padded(rows, length, 101)
     _, _, seen = split_and_whole(monkeypatch, BertModel, lambda: model(ids, mask, mode=mode))
-    assert seen == [3]
+    assert seen == pieces
 
 
 

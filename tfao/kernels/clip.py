@@ -129,7 +129,7 @@ class CLIPTextModel:
             raise ValueError(f"token ids must lie in [0, {len(self.token_embedding)})")
         keys = np.ones((batch, length), dtype=bool) if attention_mask is None else np.asarray(attention_mask).reshape(batch, length) != 0
         return over_batch(lambda rows: self._forward(input_ids[rows], keys[rows], mode), batch,
-                          split=mode == "exact" and input_ids.size >= SPLIT_TOKENS)
+                          split=input_ids.size >= SPLIT_TOKENS)
 
     def _forward(self, input_ids, keys, mode):
         batch, length = input_ids.shape

@@ -215,7 +215,7 @@ class T5Encoder:
         length = input_ids.shape[1]
         bias = self.stack.position_bias(0, length, length)
         return over_batch(lambda rows: self._forward(input_ids[rows], keep[rows], bias, mode), len(input_ids),
-                          split=mode == "exact" and input_ids.size >= SPLIT_TOKENS)
+                          split=input_ids.size >= SPLIT_TOKENS)
 
     def _forward(self, input_ids, keep, bias, mode):
         visible = keep[:, None, None, :]  # [B, 1, 1, S]
