@@ -95,7 +95,6 @@ def test_fast_mode_splits_too_and_small_batches_stay_whole(tmp_path, monkeypatch
     assert seen == pieces
 
 
-
 def counted_slow(monkeypatch, cls, name, builds):
     build = getattr(cls, name)
 
