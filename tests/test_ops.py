@@ -7,6 +7,7 @@ import pytest
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 
 from tfao.kernels import ops
+from tfao.kernels.gemm import FEW_ROWS
 
 rng = np.random.default_rng(1234)
 
@@ -72,6 +73,26 @@ def test_linear_matches_float64_in_both_modes():
         got = ops.Linear(w, b)(x, mode=mode)
         assert got.shape == (3, 5, 11)
         assert np.max(np.abs(got - ref)) < 1e-5
+
+
+def test_fast_products_of_few_rows_use_a_row_major_copy_counted_or_shared(tmp_path):
+    """Up to ``FEW_ROWS`` rows fast mode multiplies by an [in, out] copy of the weight (BLAS is faster
+    with it), made once; beyond, by the checkpoint's array in place. The copy is private memory unless a
+    prepared store maps it."""
+    parts = [rng.standard_normal((n, 40)).astype(np.float32) for n in (24, 8)]
+    bias = rng.standard_normal(32).astype(np.float32)
+    reference = np.concatenate(parts).astype(np.float64).T
+    few, many = (rng.standard_normal((rows, 40)).astype(np.float32) for rows in (FEW_ROWS, FEW_ROWS + 1))
+    private = ops.Linear(parts, bias)
+    weight_bytes = sum(part.nbytes for part in parts)
+    before = private.nbytes()
+    np.testing.assert_allclose(private(many, mode="fast"), many @ reference + bias, rtol=1e-5, atol=1e-5)
+    assert private.nbytes() == before  # no copy for many rows
+    np.testing.assert_allclose(private(few, mode="fast"), few @ reference + bias, rtol=1e-5, atol=1e-5)
+    assert private.nbytes() == before + weight_bytes
+    shared = ops.Linear(parts, bias, prepared=ops.PreparedStore(tmp_path))
+    assert shared(few, mode="fast").tobytes() == private(few, mode="fast").tobytes()
+    assert list(tmp_path.glob("*rowmajor32.weight.npy")) and shared.nbytes() == weight_bytes + bias.nbytes
 
 
 def test_special_values_in_gemm():
