@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tfao.node.store import NodeStore
+from tfao.node.store import NodeStore, ScheduledMessage
 
 
 def plans_of(store: NodeStore, call) -> list[str]:
@@ -31,4 +31,25 @@ def test_counting_and_paging_a_log_read_its_key(tmp_path):
                  lambda: store.message("p", 5), lambda: store.successful_messages("p", after=10, limit=5)):
         plans = plans_of(store, call)
         assert plans and all("SCAN" not in plan.split(" USING")[0] or "COVERING" in plan for plan in plans), plans
+    store.close()
+
+
+def safety(conn) -> int:
+    return conn.execute("PRAGMA synchronous").fetchone()[0]  # 1: NORMAL, 2: FULL
+
+
+def test_only_a_result_that_schedules_nothing_commits_without_waiting_for_the_disk(tmp_path, monkeypatch):
+    """Messages are acknowledged once on disk; a successful result is recomputed from the log, so its commit
+    need not wait (synchronous=NORMAL), unless it scheduled messages too (then the WAL is synced)."""
+    store = NodeStore(tmp_path / "node.sqlite")
+    synced = []
+    monkeypatch.setattr(store, "_sync_wal", lambda: synced.append(True))
+    with store.transaction() as conn:
+        assert safety(conn) == 2
+    with store.transaction(derived=True) as conn:
+        assert safety(conn) == 1
+    assert safety(store._conn()) == 2 and not synced
+    with store.transaction(derived=True) as conn:
+        store.add_message(conn, ScheduledMessage("p", 0, "m", "a", b"item", b"assignment", 0, 1, "chain"))
+    assert synced == [True] and safety(store._conn()) == 2
     store.close()

@@ -213,7 +213,8 @@ class NodeServer:
         self.max_body = max_body
         self.result_wait = result_wait
         self.limiter: anyio.CapacityLimiter | None = None
-        self.result_events: dict[tuple[str, int], asyncio.Event] = {}  # (process id, slot) -> set at its result
+        # (process id, slot) -> the result, once stored: what its waiters answer, without reading it back
+        self.stored_results: dict[tuple[str, int], asyncio.Future] = {}
         self.waiters: collections.Counter[str | None] = collections.Counter()  # client address -> waiting requests
 
     @asynccontextmanager
@@ -221,8 +222,8 @@ class NodeServer:
         self.limiter = anyio.CapacityLimiter(WORKER_THREADS)
         loop = asyncio.get_running_loop()
 
-        def result_stored(pid: str, slot: int) -> None:  # on the node's evaluation thread
-            loop.call_soon_threadsafe(self.result_stored, pid, slot)
+        def result_stored(pid: str, slot: int, result: dict) -> None:  # on the node's evaluation thread
+            loop.call_soon_threadsafe(self.result_stored, pid, slot, result)
 
         self.node.result_listeners.append(result_stored)
         try:
@@ -230,10 +231,10 @@ class NodeServer:
         finally:
             self.node.result_listeners.remove(result_stored)
 
-    def result_stored(self, pid: str, slot: int) -> None:
-        event = self.result_events.pop((pid, slot), None)
-        if event is not None:
-            event.set()
+    def result_stored(self, pid: str, slot: int, result: dict) -> None:
+        stored = self.stored_results.pop((pid, slot), None)
+        if stored is not None:
+            stored.set_result(result)
 
     async def wait_for_result(self, request: Request, pid: str, message_id: str) -> dict | None:
         """The message's result once evaluated, None after ``result_wait``."""
@@ -254,7 +255,7 @@ class NodeServer:
         try:
             while True:
                 # before the check, so no notice is missed; one per slot, so a result wakes only its waiters
-                event = self.result_events.setdefault((pid, slot), asyncio.Event())
+                stored = self.stored_results.setdefault((pid, slot), asyncio.get_running_loop().create_future())
                 try:
                     return await self.blocking(self.node.result_at, pid, slot, timeout=0)
                 except TimeoutError:
@@ -262,8 +263,8 @@ class NodeServer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                try:
-                    await asyncio.wait_for(event.wait(), min(remaining, RESULT_RECHECK))
+                try:  # shielded: one waiter's timeout leaves the others' future alone
+                    return await asyncio.wait_for(asyncio.shield(stored), min(remaining, RESULT_RECHECK))
                 except asyncio.TimeoutError:
                     pass
         finally:

@@ -209,7 +209,8 @@ class Node:
         self.conditions: dict[str, threading.Condition] = {}  # per process: its messages, results and batches
         self.closed_event = threading.Event()
         self.signed_push_lock = threading.Lock()
-        self.result_listeners: list[Callable[[str, int], None]] = []  # called with (process id, slot) after each result
+        # called with (process id, slot, result) once each result is stored
+        self.result_listeners: list[Callable[[str, int, dict], None]] = []
         self.closing = False
         self.module_id = self._default_module()
         threading.Thread(target=self._cron_loop, daemon=True, name="cron").start()
@@ -609,9 +610,10 @@ class Node:
                 condition.notify_all()
 
     @contextmanager
-    def _transaction(self) -> Iterator:
-        """A store transaction; the processes it scheduled messages for are woken once it has committed."""
-        with self.store.transaction() as conn:
+    def _transaction(self, derived: bool = False) -> Iterator:
+        """A store transaction; the processes it scheduled messages for are woken once it has committed.
+        ``derived``: see ``NodeStore.transaction``."""
+        with self.store.transaction(derived) as conn:
             yield conn
             scheduled = set(self.store.scheduled_processes)
         self._wake(*scheduled)
@@ -665,13 +667,16 @@ class Node:
                 return
 
     def _store_result(self, pid: str, scheduled: ScheduledMessage, result: dict) -> None:
-        with self._transaction() as conn:
+        # a successful evaluation is what the log recomputes; an Error may be the clock's or the machine's
+        with self._transaction(derived="Error" not in result) as conn:
             refused = [] if "Error" in result else self._push_outbox(conn, pid, scheduled, result)
-            self.store.add_result(conn, scheduled, dict(result, Refused=refused) if refused else result)
+            if refused:
+                result = dict(result, Refused=refused)
+            self.store.add_result(conn, scheduled, result)
         self.results_upto[pid] = scheduled.nonce  # once committed: the cached dry-runs at this state are valid
         self._wake(pid)
         for listener in list(self.result_listeners):
-            listener(pid, scheduled.nonce)
+            listener(pid, scheduled.nonce, result)
 
     def _restart(self, pid: str) -> None:
         """Rebuild a process host that went away (its state comes back from the log)."""

@@ -151,6 +151,14 @@ class NodeStore:
         self.scheduled_processes: set[str] = set()  # the processes the open transaction added messages for
         self._write_head()
 
+    def _sync_wal(self) -> None:
+        """What synchronous=FULL does at a commit: the write-ahead log's frames so far, on disk."""
+        wal = os.open(self.path.with_name(self.path.name + "-wal"), os.O_RDONLY)
+        try:
+            os.fsync(wal)
+        finally:
+            os.close(wal)
+
     def _write_head(self) -> None:
         last = self._conn().execute(LAST_MESSAGE).fetchone()[0]
         os.pwrite(self.head, f"{last:>20}\n".encode(), 0)  # fixed width: one write replaces the record
@@ -181,18 +189,32 @@ class NodeStore:
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction at a time; committed (and on disk) when the block exits."""
+    def transaction(self, derived: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction at a time; committed (and on disk) when the block exits.
+
+        ``derived``: the block writes only what the log recomputes to the same bits (a successful result),
+        so unless it also scheduled messages its commit does not wait for the disk: a crash of the node
+        loses nothing (the write is in the page cache), a power loss at most results that the node
+        evaluates again, and the next commit that waits puts them on disk too (the WAL is written in order)."""
+        lazy = derived and self.durable
         with self.write_lock:
             conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            self.scheduled_processes = set()
+            if lazy:  # SQLite takes it outside a transaction only
+                conn.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                self.scheduled_processes = set()
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                if lazy and self.scheduled_processes:  # it scheduled messages after all: on disk now
+                    self._sync_wal()
+            finally:
+                if lazy:
+                    conn.execute("PRAGMA synchronous=FULL")
             if self.scheduled_processes:
                 self._write_head()
 
