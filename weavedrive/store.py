@@ -304,9 +304,12 @@ class WeaveStore:
         if existing is not None:
             return existing
         path = self._data_path(item.id)
-        path.parent.mkdir(exist_ok=True)
         os.chmod(incoming.path, 0o444)
-        os.replace(incoming.path, path)
+        try:
+            os.replace(incoming.path, path)
+        except FileNotFoundError:  # the first item in its folder (a mkdir each time costs more than the rest)
+            path.parent.mkdir(exist_ok=True)
+            os.replace(incoming.path, path)
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM items WHERE id = ?", (item.id,)).fetchone() is None:
                 height = self._next_block(db, [item.id])
