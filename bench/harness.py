@@ -124,12 +124,15 @@ def print_table(title: str, medians: dict[str, dict[str, float]], reference: str
     """Milliseconds per side and the ratio of each side's time to the reference's."""
     print(f"\n{title}")
     others = [side for side in medians if side != reference]
-    print(f"{'workload':<24}{reference + ' ms':>12}" + "".join(f"{s + ' ms':>14}{s + '/' + reference:>14}" for s in others))
+    first = max(12, len(reference) + 5)
+    ratio = max(14, len(reference) + 10)  # room for "<side>/<reference>" and a gap
+    print(f"{'workload':<24}{reference + ' ms':>{first}}"
+          + "".join(f"{s + ' ms':>14}{s + '/' + reference:>{ratio}}" for s in others))
     for workload in workloads:
         base = medians[reference].get(workload)
-        row = f"{workload:<24}{base * 1e3 if base else float('nan'):>12.1f}"
+        row = f"{workload:<24}{base * 1e3 if base else float('nan'):>{first}.1f}"
         for side in others:
             value = medians[side].get(workload)
             row += f"{value * 1e3 if value else float('nan'):>14.1f}"
-            row += f"{value / base if value and base else float('nan'):>14.2f}"
+            row += f"{value / base if value and base else float('nan'):>{ratio}.2f}"
         print(row)
