@@ -4,12 +4,14 @@ A "crash image" is a copy of a live node's home (what a kill -9 leaves: the data
 Each damage case is applied to such an image or to a cleanly stopped home, then a node is opened on it.
 """
 
+import os
 import shutil
 import sqlite3
 
 import pytest
 
 from tfao.cli.main import main
+from tfao.node import store
 from tfao.node.node import Node, NodeError
 
 MESSAGES = 12
@@ -88,6 +90,27 @@ def test_an_overwritten_middle_page_is_refused(homes, tmp_path, wallets):
         overwrite(database, (pages // 2) * 4096, 4096)
 
     assert_refused(damaged_copy(stopped, tmp_path, damage), wallets, "node.sqlite")
+
+
+def test_a_clean_restart_does_not_read_the_whole_log_but_any_write_since_brings_the_check_back(
+        homes, tmp_path, wallets, monkeypatch):
+    """The integrity check reads the whole database, so it is skipped when the database is exactly as the
+    last clean stop left it (size and stamped modification time, no -wal): a restart then costs the same
+    at any log length. A crash image, or a database written since, is checked again."""
+    image, stopped, pid, ids = homes
+    checked = []
+    read = store.last_message_on_disk
+    monkeypatch.setattr(store, "last_message_on_disk",
+                        lambda path, check=True: checked.append(check) or read(path, check=check))
+    home = damaged_copy(stopped, tmp_path, lambda home: None)  # the copy keeps the modification time
+    for _ in range(2):
+        with Node(home, wallet=wallets[3]) as node:
+            assert output(node.process(pid).result(ids[-1])) == str(MESSAGES - 1)
+    assert checked == [False, False]
+    os.utime(home / "node.sqlite")  # as any write would
+    Node(home, wallet=wallets[3]).close()
+    Node(damaged_copy(image, tmp_path / "crash", lambda home: None), wallet=wallets[3]).close()
+    assert checked == [False, False, True, True]
 
 
 def test_an_intact_crash_image_starts_with_every_acknowledged_message(homes, tmp_path, wallets):

@@ -11,6 +11,12 @@ acknowledged messages and issue their nonces again. It checks read-only, so the 
 as they were found. The record is written without an fsync: a crash of the node keeps it (the page
 cache does), and after a power loss it can only lag the database, never lead it. ``close()``
 checkpoints the WAL into the database, so a stopped node's home is whole without its ``-wal``.
+
+Checking that the database is sound (SQLite's ``quick_check``) reads all of it, which grows with the
+log, so ``close()`` also stamps the database's modification time (one second in the past, so no later
+write can give it the same time) and records the stamp and the size in the head. An open that finds
+both unchanged and no ``-wal`` knows nothing wrote the database since the clean stop and skips the
+check; after a crash, or any write since, it runs.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,6 +64,7 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+HEAD_BYTES = 21  # the head's first line: the last message row, right-aligned, and a newline
 LAST_MESSAGE = "SELECT COALESCE(MAX(rowid), 0) FROM messages"  # rows are only added: this grows with the log
 
 
@@ -64,25 +72,48 @@ class DamagedLog(RuntimeError):
     """The log on disk is not a sound database, or holds less than the node acknowledged."""
 
 
-def read_head(path: Path) -> int | None:
-    """The last message row the node recorded, None if it never recorded one."""
+def _head_lines(path: Path) -> list[str] | None:
     try:
-        text = Path(path).read_text()
+        return Path(path).read_text().split("\n")
     except FileNotFoundError:
         return None
-    if not text.strip().isdigit():
+
+
+def read_head(path: Path) -> int | None:
+    """The last message row the node recorded, None if it never recorded one."""
+    lines = _head_lines(path)
+    if lines is None:
+        return None
+    if not lines[0].strip().isdigit():
         raise DamagedLog(f"{Path(path).name} is not a row number")
-    return int(text)
+    return int(lines[0])
 
 
-def last_message_on_disk(path: Path) -> int:
-    """The last message row a database holds, read without changing its files; DamagedLog if unsound."""
+def clean_stop_stamp(path: Path) -> tuple[int, int] | None:
+    """(size, modification time in ns) of the database as the last clean stop left it, if the head has them."""
+    lines = _head_lines(path)
+    fields = lines[1].split() if lines is not None and len(lines) > 1 else []
+    return (int(fields[0]), int(fields[1])) if len(fields) == 2 and all(f.isdigit() for f in fields) else None
+
+
+def untouched_since_clean_stop(path: Path, head_path: Path) -> bool:
+    stamp = clean_stop_stamp(head_path)
+    wal = path.with_name(path.name + "-wal")
+    if stamp is None or (wal.exists() and wal.stat().st_size):
+        return False
+    status = path.stat()
+    return (status.st_size, status.st_mtime_ns) == stamp
+
+
+def last_message_on_disk(path: Path, *, check: bool = True) -> int:
+    """The last message row a database holds, read without changing its files; DamagedLog if unsound
+    (``check=False``: trusted to be as a clean stop left it, so not read through)."""
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error as exc:
         raise DamagedLog(f"SQLite cannot open {path.name} ({exc})") from None
     try:
-        problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check")] if check else ["ok"]
         if problems != ["ok"]:
             raise DamagedLog(f"SQLite finds {path.name} damaged: {'; '.join(problems[:3])}")
         if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages'").fetchone() is None:
@@ -101,7 +132,7 @@ def check_log_on_disk(path: Path, head_path: Path) -> None:
         if recorded:
             raise DamagedLog(f"{path.name} is missing or empty, but the node had acknowledged {recorded} messages")
         return
-    last = last_message_on_disk(path)
+    last = last_message_on_disk(path, check=not untouched_since_clean_stop(path, head_path))
     if recorded is not None and last < recorded:
         raise DamagedLog(f"{path.name} holds {last} messages, but the node had acknowledged {recorded}: its "
                          f"write-ahead log ({path.name}-wal) is missing, truncated or damaged")
@@ -150,6 +181,7 @@ class NodeStore:
         self.head: int | None = os.open(self.head_path, os.O_RDWR | os.O_CREAT, 0o644)
         self.scheduled_processes: set[str] = set()  # the processes the open transaction added messages for
         self._write_head()
+        os.ftruncate(self.head, HEAD_BYTES)  # a running node's head holds no clean-stop stamp
 
     def _sync_wal(self) -> None:
         """What synchronous=FULL does at a commit: the write-ahead log's frames so far, on disk."""
@@ -161,7 +193,7 @@ class NodeStore:
 
     def _write_head(self) -> None:
         last = self._conn().execute(LAST_MESSAGE).fetchone()[0]
-        os.pwrite(self.head, f"{last:>20}\n".encode(), 0)  # fixed width: one write replaces the record
+        os.pwrite(self.head, f"{last:>{HEAD_BYTES - 1}}\n".encode(), 0)  # fixed width: one write replaces it
 
     def close(self) -> None:
         """Checkpoint the WAL into the database (a stopped home is whole without it) and close."""
@@ -169,13 +201,17 @@ class NodeStore:
             if self.head is None:  # closed already
                 return
             self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._write_head()
-            os.fsync(self.head)
-            os.close(self.head)
-            self.head = None
+            last = self._conn().execute(LAST_MESSAGE).fetchone()[0]
             for conn in list(self.connections):
                 conn.close()
             self.connections.clear()
+            status = self.path.stat()
+            os.utime(self.path, ns=(status.st_atime_ns, time.time_ns() - 10**9))  # see the module docstring
+            status = self.path.stat()
+            os.pwrite(self.head, f"{last:>{HEAD_BYTES - 1}}\n{status.st_size} {status.st_mtime_ns}\n".encode(), 0)
+            os.fsync(self.head)
+            os.close(self.head)
+            self.head = None
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self.local, "conn", None)
