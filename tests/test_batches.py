@@ -218,8 +218,11 @@ def test_a_spare_killed_from_outside_is_replaced(ao_node, ao_process, wallets):
     assert reply(ao_process.send("Bump", wallet=wallets[0])) == "1"
     assert settles(lambda: len(spares(ao_node)) == len(ao_node.hosts))
     host = ao_node.hosts[ao_process.id]
-    for pid in spares(ao_node):
+    killed = spares(ao_node)
+    for pid in killed:
         os.kill(pid, signal.SIGKILL)
+    # dead, its ends closed: a spare that dies after taking the batch is a crash of that batch instead
+    assert settles(lambda: not set(killed) & set(host_processes(ao_node)))
     assert reply(ao_process.send("Bump", wallet=wallets[0])) == "2"
     assert reply(ao_process.send("Bump", data="fail", wallet=wallets[0])) is None
     assert reply(ao_process.send("Bump", wallet=wallets[0])) == "3"
