@@ -88,7 +88,10 @@ local function fail(text, pos, what)
   error(format("%s at line %d col %d", what, line, col))
 end
 
+local SPACE = { [32] = true, [10] = true, [13] = true, [9] = true }
+
 local function skip_space(text, pos)
+  if not SPACE[byte(text, pos)] then return pos end  -- most tokens follow one another directly
   local _, last = find(text, "^[ \n\r\t]*", pos)
   return last + 1
 end
@@ -124,9 +127,11 @@ end
 
 -- pos is at the opening quote
 local function decode_string(text, start)
+  local stop = find(text, '[%z\1-\31"\\]', start + 1)
+  if stop and byte(text, stop) == 34 then return sub(text, start + 1, stop - 1), stop + 1 end  -- no escapes
   local parts, pos = {}, start + 1
   while true do
-    local stop = find(text, '[%z\1-\31"\\]', pos)
+    stop = find(text, '[%z\1-\31"\\]', pos)
     if not stop then fail(text, start, "expected closing quote for string") end
     parts[#parts + 1] = sub(text, pos, stop - 1)
     local c = byte(text, stop)
@@ -202,16 +207,16 @@ local function decode_object(text, pos)
   end
 end
 
-local DECODERS = {
-  ['"'] = decode_string, ["{"] = decode_object, ["["] = decode_array,
-  t = decode_literal, f = decode_literal, n = decode_literal, ["-"] = decode_number,
+local DECODERS = {  -- by the value's first byte
+  [byte('"')] = decode_string, [byte("{")] = decode_object, [byte("[")] = decode_array,
+  [byte("t")] = decode_literal, [byte("f")] = decode_literal, [byte("n")] = decode_literal,
+  [byte("-")] = decode_number,
 }
-for digit = 0, 9 do DECODERS[tostring(digit)] = decode_number end
+for digit = byte("0"), byte("9") do DECODERS[digit] = decode_number end
 
 decode_value = function(text, pos)
-  local c = sub(text, pos, pos)
-  local decoder = DECODERS[c]
-  if not decoder then fail(text, pos, "unexpected character '" .. c .. "'") end
+  local decoder = DECODERS[byte(text, pos)]
+  if not decoder then fail(text, pos, "unexpected character '" .. sub(text, pos, pos) .. "'") end
   return decoder(text, pos)
 end
 
