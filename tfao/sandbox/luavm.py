@@ -332,9 +332,7 @@ local function number_new_keys(keys)
   sort(fresh, function(a, b) return signatures[a] < signatures[b] end)
   for _, k in ipairs(fresh) do object_id(k) end
 end
-pairs = function(t)
-  local mt = raw_getmetatable(t)
-  if mt ~= nil and raw_type(mt) == "table" and mt.__pairs then return mt.__pairs(t) end
+local function sorted_keys(t)
   local keys, n, plain = {}, 0, true
   for k in raw_next, t do
     n = n + 1; keys[n] = k
@@ -342,6 +340,12 @@ pairs = function(t)
   end
   if not plain then number_new_keys(keys) end
   sort(keys, key_less)
+  return keys
+end
+pairs = function(t)
+  local mt = raw_getmetatable(t)
+  if mt ~= nil and raw_type(mt) == "table" and mt.__pairs then return mt.__pairs(t) end
+  local keys = sorted_keys(t)
   local i = 0
   return function(tbl)
     while true do
@@ -352,6 +356,55 @@ pairs = function(t)
       if v ~= nil then return k, v end  -- fields cleared during the traversal are skipped
     end
   end, t, nil
+end
+
+-- next visits keys in pairs' order too. Its first step finds the first key in one pass (so an emptiness
+-- test, next(t) == nil, sorts nothing); the second sorts the keys and keeps the order, weakly, for the
+-- steps after it
+local next_orders = setmetatable({}, { __mode = "k" })
+local function first_key(t)
+  local first, plain = raw_next(t), true
+  for k in raw_next, t do
+    if not PLAIN[raw_type(k)] then plain = false break end
+  end
+  if not plain then return sorted_keys(t)[1] end  -- numbers the keys first, as pairs does
+  for k in raw_next, t do
+    if key_less(k, first) then first = k end
+  end
+  return first
+end
+local function after(keys, k)  -- the position of the first of the sorted keys that comes after k
+  local low, high = 1, #keys + 1
+  while low < high do
+    local middle = (low + high) // 2
+    if key_less(k, keys[middle]) then high = middle else low = middle + 1 end
+  end
+  return low
+end
+next = function(t, k)
+  if raw_type(t) ~= "table" then error("bad argument #1 to 'next' (table expected, got " .. raw_type(t) .. ")", 2) end
+  if k == nil then
+    next_orders[t] = nil
+    local first = first_key(t)
+    if first == nil then return nil end
+    return first, raw_rawget(t, first)
+  end
+  local order = next_orders[t]
+  local at = order and order.index[k]
+  if at == nil then  -- the second step, or a key from another traversal
+    local keys, index = sorted_keys(t), {}
+    for i = 1, #keys do index[keys[i]] = i end
+    order = { keys = keys, index = index }
+    next_orders[t] = order
+    at = index[k] or after(keys, k) - 1  -- k may have been cleared since the step that returned it
+  end
+  local keys = order.keys
+  for i = at + 1, #keys do
+    local key = keys[i]
+    local v = raw_rawget(t, key)
+    if v ~= nil then return key, v end  -- fields cleared during the traversal are skipped
+  end
+  return nil
 end
 
 local safe_os = {}
