@@ -139,19 +139,22 @@ def test_environment_is_not_visible(vm):
         del os.environ["TFAO_SANDBOX_PROBE"]
 
 
-def test_pairs_order_is_the_same_in_every_os_process():
-    """Lua's string hash seed differs per OS process; pairs must not show it."""
+def answers_in_os_processes(lua: str, processes: int = 3) -> set[str]:
+    """What a fresh VM in each of several OS processes (each with its own string hash seed) returns for ``lua``."""
     import subprocess
     import sys
 
-    code = (
-        "from tfao.sandbox.luavm import LuaVM; vm = LuaVM(); "
-        "print(vm.execute(\"local t = {} for i = 1, 200 do t['k' .. i] = i; t[i * 1.5] = i end "
+    code = f"from tfao.sandbox.luavm import LuaVM; print(LuaVM().execute({lua!r}).decode())"
+    return {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(processes)}
+
+
+def test_pairs_order_is_the_same_in_every_os_process():
+    """Lua's string hash seed differs per OS process; pairs must not show it."""
+    orders = answers_in_os_processes(
+        "local t = {} for i = 1, 200 do t['k' .. i] = i; t[i * 1.5] = i end "
         "t[true] = 1 local out = {} for k in pairs(t) do out[#out + 1] = tostring(k) end "
-        "return table.concat(out, ',')\").decode())"
-    )
-    orders = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-              for _ in range(3)}
+        "return table.concat(out, ',')")
     assert len(orders) == 1
     keys = orders.pop().strip().split(",")
     assert keys[0] == "1.5" and keys[-1] == "true" and keys.index("k1") < keys.index("k10")
@@ -160,20 +163,13 @@ def test_pairs_order_is_the_same_in_every_os_process():
 def test_next_visits_keys_in_pairs_order_in_every_os_process():
     """``for k, v in next, t`` and step-by-step ``next(t, k)`` follow pairs' order, also when the loop
     clears the field it is on; ``next(t) == nil`` tests emptiness."""
-    import subprocess
-    import sys
-
-    code = (
-        "from tfao.sandbox.luavm import LuaVM; vm = LuaVM(); "
-        "print(vm.execute(\"local t = {} for i = 1, 200 do t['k' .. i] = i; t[i * 1.5] = i end "
+    answers = answers_in_os_processes(
+        "local t = {} for i = 1, 200 do t['k' .. i] = i; t[i * 1.5] = i end "
         "local by_pairs, by_next, cleared = {}, {}, {} for k in pairs(t) do by_pairs[#by_pairs + 1] = tostring(k) end "
         "for k in next, t do by_next[#by_next + 1] = tostring(k) end "
         "local k = next(t) while k ~= nil do cleared[#cleared + 1] = tostring(k) t[k] = nil k = next(t, k) end "
         "return table.concat(by_pairs, ',') .. ' ' .. table.concat(by_next, ',') .. ' ' .. "
-        "table.concat(cleared, ',') .. ' ' .. tostring(next(t)) .. ' ' .. tostring(next({}))\").decode())"
-    )
-    answers = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-               for _ in range(3)}
+        "table.concat(cleared, ',') .. ' ' .. tostring(next(t)) .. ' ' .. tostring(next({}))")
     assert len(answers) == 1
     by_pairs, by_next, cleared, left, empty = answers.pop().split()
     assert by_next == by_pairs == cleared and len(by_pairs.split(",")) == 400
