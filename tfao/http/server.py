@@ -255,7 +255,9 @@ class NodeServer:
         try:
             while True:
                 # before the check, so no notice is missed; one per slot, so a result wakes only its waiters
-                stored = self.stored_results.setdefault((pid, slot), asyncio.get_running_loop().create_future())
+                stored = self.stored_results.get((pid, slot))
+                if stored is None:
+                    stored = self.stored_results[pid, slot] = asyncio.get_running_loop().create_future()
                 try:
                     return await self.blocking(self.node.result_at, pid, slot, timeout=0)
                 except TimeoutError:

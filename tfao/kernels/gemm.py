@@ -195,12 +195,17 @@ class Linear:
     def _quantized_weight(self, bits: int) -> tuple[np.ndarray]:
         return (np.ascontiguousarray(quantize(self.weight_t, 0, bits)),)  # per output unit
 
-    def _exact_weight(self):
-        if self._exact is None:
+    def _prepared_once(self, name: str, prepare: Callable[[], object]):
+        """The form of the weight held in attribute ``name``, prepared on first use, once even when the pieces
+        of a split batch ask for it together."""
+        if getattr(self, name) is None:
             with self._preparing:
-                if self._exact is None:
-                    self._exact = self._prepare_exact()
-        return self._exact
+                if getattr(self, name) is None:
+                    setattr(self, name, prepare())
+        return getattr(self, name)
+
+    def _exact_weight(self):
+        return self._prepared_once("_exact", self._prepare_exact)
 
     def _prepare_exact(self):
         bits = gemm_bits(self.in_features)
@@ -212,18 +217,18 @@ class Linear:
         bias = None if self.bias is None else self.bias.astype(np.float64)
         return bits, weight_q, bias
 
+    def _row_major_copy(self) -> tuple[np.ndarray]:
+        return (np.ascontiguousarray(self.weight_t),)  # [in, out]
+
     def _row_major_weight(self) -> np.ndarray:
-        if self._row_major is None:
-            with self._preparing:
-                if self._row_major is None:
-                    self._row_major = self._prepare_row_major()
-        return self._row_major
+        return self._prepared_once("_row_major", self._prepare_row_major)
 
     def _prepare_row_major(self) -> np.ndarray:
         if self.prepared is None:
-            return np.ascontiguousarray(self.weight_t)
-        return self.prepared.arrays(self.prepared_key("rowmajor32"), ("weight",),
-                                    lambda: (np.ascontiguousarray(self.weight_t),))[0]
+            (weight,) = self._row_major_copy()
+        else:
+            (weight,) = self.prepared.arrays(self.prepared_key("rowmajor32"), ("weight",), self._row_major_copy)
+        return weight
 
     def nbytes(self) -> int:
         """Bytes referenced: the float32 weight and bias, the exact-mode copy (float64) once prepared, and fast

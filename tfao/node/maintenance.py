@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tfao.node.store import LAST_MESSAGE, DamagedLog, last_message_on_disk, read_head
+from tfao.node.store import LAST_MESSAGE, DamagedLog, head_record, last_message_on_disk, read_head
 from weavedrive.ans104 import DataItem, InvalidDataItem, b64url_decode, b64url_encode
 from weavedrive.store import WeaveError, WeaveStore
 
@@ -138,7 +138,7 @@ def backup_home(home: Path, destination: Path) -> HomeReport:
     _sqlite_backup(home / LOG, destination / LOG)
     with sqlite3.connect(destination / LOG) as conn:
         last = conn.execute(LAST_MESSAGE).fetchone()[0]
-    (destination / HEAD).write_text(f"{last:>20}\n")
+    (destination / HEAD).write_bytes(head_record(last))
     if (home / WEAVE_INDEX).exists():
         (destination / WEAVE_INDEX).parent.mkdir(parents=True, exist_ok=True)
         _sqlite_backup(home / WEAVE_INDEX, destination / WEAVE_INDEX)

@@ -72,32 +72,31 @@ class DamagedLog(RuntimeError):
     """The log on disk is not a sound database, or holds less than the node acknowledged."""
 
 
-def _head_lines(path: Path) -> list[str] | None:
+def head_record(last: int, stamp: tuple[int, int] | None = None) -> bytes:
+    """The head's text: the last message row (fixed width), then, after a clean stop, the database's
+    (size, modification time in ns)."""
+    return f"{last:>{HEAD_BYTES - 1}}\n".encode() + (b"" if stamp is None else f"{stamp[0]} {stamp[1]}\n".encode())
+
+
+def read_head_record(path: Path) -> tuple[int | None, tuple[int, int] | None]:
+    """(the last message row the node recorded, the clean stop's stamp); (None, None) with no head."""
     try:
-        return Path(path).read_text().split("\n")
+        lines = Path(path).read_text().split("\n")
     except FileNotFoundError:
-        return None
+        return None, None
+    if not lines[0].strip().isdigit():
+        raise DamagedLog(f"{Path(path).name} is not a row number")
+    fields = lines[1].split() if len(lines) > 1 else []
+    stamp = (int(fields[0]), int(fields[1])) if len(fields) == 2 and all(f.isdigit() for f in fields) else None
+    return int(lines[0]), stamp
 
 
 def read_head(path: Path) -> int | None:
     """The last message row the node recorded, None if it never recorded one."""
-    lines = _head_lines(path)
-    if lines is None:
-        return None
-    if not lines[0].strip().isdigit():
-        raise DamagedLog(f"{Path(path).name} is not a row number")
-    return int(lines[0])
+    return read_head_record(path)[0]
 
 
-def clean_stop_stamp(path: Path) -> tuple[int, int] | None:
-    """(size, modification time in ns) of the database as the last clean stop left it, if the head has them."""
-    lines = _head_lines(path)
-    fields = lines[1].split() if lines is not None and len(lines) > 1 else []
-    return (int(fields[0]), int(fields[1])) if len(fields) == 2 and all(f.isdigit() for f in fields) else None
-
-
-def untouched_since_clean_stop(path: Path, head_path: Path) -> bool:
-    stamp = clean_stop_stamp(head_path)
+def untouched_since_clean_stop(path: Path, stamp: tuple[int, int] | None) -> bool:
     wal = path.with_name(path.name + "-wal")
     if stamp is None or (wal.exists() and wal.stat().st_size):
         return False
@@ -127,12 +126,12 @@ def last_message_on_disk(path: Path, *, check: bool = True) -> int:
 
 def check_log_on_disk(path: Path, head_path: Path) -> None:
     """Refuse a log that holds less than was acknowledged (see the module docstring)."""
-    recorded = read_head(head_path)
+    recorded, stamp = read_head_record(head_path)
     if not path.exists() or path.stat().st_size == 0:
         if recorded:
             raise DamagedLog(f"{path.name} is missing or empty, but the node had acknowledged {recorded} messages")
         return
-    last = last_message_on_disk(path, check=not untouched_since_clean_stop(path, head_path))
+    last = last_message_on_disk(path, check=not untouched_since_clean_stop(path, stamp))
     if recorded is not None and last < recorded:
         raise DamagedLog(f"{path.name} holds {last} messages, but the node had acknowledged {recorded}: its "
                          f"write-ahead log ({path.name}-wal) is missing, truncated or damaged")
@@ -193,7 +192,7 @@ class NodeStore:
 
     def _write_head(self) -> None:
         last = self._conn().execute(LAST_MESSAGE).fetchone()[0]
-        os.pwrite(self.head, f"{last:>{HEAD_BYTES - 1}}\n".encode(), 0)  # fixed width: one write replaces it
+        os.pwrite(self.head, head_record(last), 0)  # fixed width: one write replaces it
 
     def close(self) -> None:
         """Checkpoint the WAL into the database (a stopped home is whole without it) and close."""
@@ -208,7 +207,7 @@ class NodeStore:
             status = self.path.stat()
             os.utime(self.path, ns=(status.st_atime_ns, time.time_ns() - 10**9))  # see the module docstring
             status = self.path.stat()
-            os.pwrite(self.head, f"{last:>{HEAD_BYTES - 1}}\n{status.st_size} {status.st_mtime_ns}\n".encode(), 0)
+            os.pwrite(self.head, head_record(last, (status.st_size, status.st_mtime_ns)), 0)
             os.fsync(self.head)
             os.close(self.head)
             self.head = None

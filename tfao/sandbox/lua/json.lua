@@ -127,11 +127,11 @@ end
 
 -- pos is at the opening quote
 local function decode_string(text, start)
-  local stop = find(text, '[%z\1-\31"\\]', start + 1)
-  if stop and byte(text, stop) == 34 then return sub(text, start + 1, stop - 1), stop + 1 end  -- no escapes
-  local parts, pos = {}, start + 1
+  local pos = start + 1
+  local stop = find(text, '[%z\1-\31"\\]', pos)
+  if stop and byte(text, stop) == 34 then return sub(text, pos, stop - 1), stop + 1 end  -- no escapes: one slice
+  local parts = {}
   while true do
-    stop = find(text, '[%z\1-\31"\\]', pos)
     if not stop then fail(text, start, "expected closing quote for string") end
     parts[#parts + 1] = sub(text, pos, stop - 1)
     local c = byte(text, stop)
@@ -145,6 +145,7 @@ local function decode_string(text, start)
     else
       fail(text, stop, "invalid escape char '" .. escape .. "' in string")
     end
+    stop = find(text, '[%z\1-\31"\\]', pos)
   end
 end
 
