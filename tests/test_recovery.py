@@ -160,7 +160,9 @@ def test_tfao_check_reports_a_short_log_a_broken_chain_and_a_missing_weave_item(
         with sqlite3.connect(home / "node.sqlite") as conn:
             conn.execute("UPDATE messages SET hash_chain = 'x' WHERE process_id = ? AND nonce = 3", (pid,))
         conn.close()
-        next((home / "weave" / "data").rglob(f"{ids[5]}*")).unlink()
+        with sqlite3.connect(home / "weave" / "index.sqlite") as weave:
+            weave.execute("DELETE FROM items WHERE id = ?", (ids[5],))
+        weave.close()
 
     broken = damaged_copy(stopped, tmp_path / "broken", break_chain_and_weave)
     assert main(["check", "--home", str(broken)]) == 1

@@ -1,14 +1,16 @@
 """The local weave: verified ingestion, the block counter, queries, tamper detection, fork safety."""
 
 import os
+import sqlite3
 
 import pytest
 
-from weavedrive.ans104 import InvalidDataItem, sign_data_item
-from weavedrive.store import ItemNotFound, TamperedData, WeaveStore
+from weavedrive.ans104 import DataItem, InvalidDataItem, sign_data_item
+from weavedrive.store import INLINE_BYTES, ItemNotFound, TamperedData, WeaveStore
 from weavedrive.wallet import Ed25519Signer, premade_wallets
 
 SIGNER = Ed25519Signer.from_private_bytes(b"\x07" * 32)
+LARGE = INLINE_BYTES + 1  # the fewest data bytes kept in a file of their own
 
 
 @pytest.fixture
@@ -31,14 +33,12 @@ def test_each_item_gets_the_next_block(store):
 def test_add_file_streams_and_keeps_a_plain_data_file(store, tmp_path, monkeypatch):
     monkeypatch.setattr("weavedrive.store.CHUNK_SIZE", 1000)
     source = tmp_path / "weights.bin"
-    source.write_bytes(os.urandom(10_500))
+    source.write_bytes(os.urandom(LARGE + 10_500))
     stored = store.add_file(source, premade_wallets()[1], [("Content-Type", "application/octet-stream")])
     assert stored.data_path.read_bytes() == source.read_bytes()
-    assert stored.size == 10_500 and stored.owner_address == premade_wallets()[1].address
+    assert stored.size == LARGE + 10_500 and stored.owner_address == premade_wallets()[1].address
     assert store.verify(stored.id) == stored
     # the whole signed item parses and verifies on its own
-    from weavedrive.ans104 import DataItem
-
     assert DataItem.parse(store.raw_item_bytes(stored.id)).verify()
 
 
@@ -69,10 +69,11 @@ def test_query_filters_sort_and_cursor(store):
 
 
 def test_tampered_data_is_refused(store):
-    stored = store.add_bytes(b"honest bytes", SIGNER)
-    assert store.data_blob(stored.id).read() == b"honest bytes"
+    honest = b"honest bytes".ljust(LARGE, b".")
+    stored = store.add_bytes(honest, SIGNER)
+    assert store.data_blob(stored.id).read() == honest
     os.chmod(stored.data_path, 0o644)
-    stored.data_path.write_bytes(b"honest byteZ")
+    stored.data_path.write_bytes(honest.replace(b"s", b"Z", 1))
     with pytest.raises(TamperedData, match="modified on disk"):
         store.data_blob(stored.id)
     with pytest.raises(TamperedData):
@@ -83,18 +84,46 @@ def test_tampered_data_is_refused(store):
 
 
 def test_unchanged_file_is_not_rehashed(store, monkeypatch):
-    stored = store.add_bytes(b"x" * 1000, SIGNER)
+    stored = store.add_bytes(b"x" * LARGE, SIGNER)
     monkeypatch.setattr("weavedrive.store.sha256_file", lambda path: pytest.fail("re-hashed"))
-    assert store.data_blob(stored.id).size == 1000
+    assert store.data_blob(stored.id).size == LARGE
 
 
 def test_same_bytes_rewritten_are_rehashed_once_and_accepted(store, monkeypatch):
-    stored = store.add_bytes(b"same", SIGNER)
+    same = b"same" * LARGE
+    stored = store.add_bytes(same, SIGNER)
     os.chmod(stored.data_path, 0o644)
-    stored.data_path.write_bytes(b"same")  # ctime changes: hashed again, still the right bytes
-    assert store.data_blob(stored.id).read() == b"same"
+    stored.data_path.write_bytes(same)  # ctime changes: hashed again, still the right bytes
+    assert store.data_blob(stored.id).read() == same
     monkeypatch.setattr("weavedrive.store.sha256_file", lambda path: pytest.fail("re-hashed"))
     store.data_blob(stored.id)
+
+
+def test_small_data_is_kept_in_the_index_and_checked_at_every_read(store, tmp_path):
+    item = sign_data_item(SIGNER, b"a small message".ljust(INLINE_BYTES, b"."), tags=[("Action", "Ping")])
+    stored = store.add_item(item)
+    assert stored.data_path is None and not any((tmp_path / "weave" / "data").iterdir())  # no file made
+    assert store.read_data(item.id, 2, 5) == b"small" and store.data_blob(item.id).read() == item.data
+    assert DataItem.parse(store.raw_item_bytes(item.id)).verify() and store.verify(item.id) == stored
+    exported = tmp_path / "exported"
+    store.export(item.id, exported)
+    assert exported.read_bytes() == item.data
+    with sqlite3.connect(tmp_path / "weave" / "index.sqlite") as index:
+        index.execute("UPDATE items SET data = ? WHERE id = ?", (b"a forged message", item.id))
+    with pytest.raises(TamperedData, match="in the index was modified"):
+        store.data_blob(item.id)
+    with pytest.raises(TamperedData):
+        store.verify(item.id)
+
+
+def test_an_index_from_before_small_data_was_kept_in_it_opens_and_reads(tmp_path):
+    store = WeaveStore(tmp_path)
+    old = store.add_bytes(b"x" * LARGE, SIGNER)
+    with sqlite3.connect(tmp_path / "weave" / "index.sqlite") as index:
+        index.execute("ALTER TABLE items DROP COLUMN data")
+    reopened = WeaveStore(tmp_path)
+    assert reopened.data_blob(old.id).read() == b"x" * LARGE
+    assert reopened.add_bytes(b"small", SIGNER).data_path is None
 
 
 def test_unknown_id(store):

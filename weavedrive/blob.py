@@ -44,6 +44,15 @@ class Blob:
             return self.data
         return self.path.read_bytes()
 
+    def read_range(self, offset: int = 0, length: int | None = None) -> bytes:
+        """``length`` bytes from ``offset`` (to the end when None), reading no more of a file than that."""
+        end = None if length is None else offset + length
+        if self.data is not None:
+            return self.data[offset:end]
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            return f.read(-1 if length is None else length)
+
     def text(self) -> str:
         return self.read().decode("utf-8")
 

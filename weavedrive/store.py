@@ -2,15 +2,19 @@
 
 Layout::
 
-    weave/index.sqlite        items (header bytes, owner, block, size, sha256), tags, blocks
-    weave/data/<ab>/<id>      the item's data bytes as a plain read-only file (memory-mappable)
+    weave/index.sqlite        items (header bytes, owner, block, size, sha256, small data), tags, blocks
+    weave/data/<ab>/<id>      the data bytes of a larger item as a plain read-only file (memory-mappable)
     weave/incoming/           data being received; moved into data/ once verified
 
 Every item is verified (signature over header and data) before it is indexed, and gets its own
 block on the local chain: ``block = current_height() + 1``.
 
-Tamper policy: at ingestion the data's sha256 is recorded together with a stamp of the data
-file's inode, size, mtime and ctime. Reading an item (``data_blob``) compares the file's stat with
+An item with at most ``INLINE_BYTES`` of data (a message, a manifest, a config) keeps it in the
+index: creating a file costs more than the rest of storing such an item, and the node stores one
+for every message it schedules.
+
+Tamper policy: at ingestion the data's sha256 is recorded, and for a data file a stamp of the
+file's inode, size, mtime and ctime; small data kept in the index is hashed again at every read. Reading an item (``data_blob``) compares the file's stat with
 the stamp; only when it differs is the file hashed again, and a mismatching hash is refused with
 ``TamperedData``. Any write to the file changes its ctime, which user space cannot set back, so a
 4 GB model is hashed once at ingestion, not once per message. ``verify(id)`` re-hashes the data and
@@ -42,6 +46,7 @@ from .ans104 import (DataItem, InvalidDataItem, Signer, b64url_encode, first_tag
                      verify_stream)
 
 CHUNK_SIZE = 8 * 1024 * 1024
+INLINE_BYTES = 64 * 1024  # items with at most this much data keep it in the index, not in a file of its own
 SORTS = {"HEIGHT_DESC": "DESC", "HEIGHT_ASC": "ASC"}
 
 SCHEMA = """
@@ -60,7 +65,8 @@ CREATE TABLE IF NOT EXISTS items (
     size INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     header BLOB NOT NULL,
-    file_stamp TEXT NOT NULL
+    file_stamp TEXT NOT NULL,
+    data BLOB
 );
 CREATE INDEX IF NOT EXISTS items_owner ON items(owner_address, seq);
 CREATE INDEX IF NOT EXISTS items_target ON items(target, seq);
@@ -104,7 +110,7 @@ class StoredItem:
     block: int
     size: int
     sha256: str
-    data_path: Path
+    data_path: Path | None  # None when the index holds the data (see INLINE_BYTES)
     header: bytes
     cursor: str
 
@@ -218,6 +224,8 @@ class WeaveStore:
             directory.mkdir(parents=True, exist_ok=True)
         self._db().executescript(SCHEMA)
         with self._transaction() as db:
+            if "data" not in {row[1] for row in db.execute("PRAGMA table_info(items)")}:  # an older index
+                db.execute("ALTER TABLE items ADD COLUMN data BLOB")
             if db.execute("SELECT 1 FROM blocks WHERE height = 0").fetchone() is None:
                 genesis = b64url_encode(hashlib.sha384(b"tfao local weave genesis").digest())
                 db.execute(
@@ -303,6 +311,8 @@ class WeaveStore:
         existing = self._find(item.id)
         if existing is not None:
             return existing
+        if incoming.size <= INLINE_BYTES:
+            return self._index(item, incoming.size, sha256, data=incoming.path.read_bytes())
         path = self._data_path(item.id)
         os.chmod(incoming.path, 0o444)
         try:
@@ -310,14 +320,18 @@ class WeaveStore:
         except FileNotFoundError:  # the first item in its folder (a mkdir each time costs more than the rest)
             path.parent.mkdir(exist_ok=True)
             os.replace(incoming.path, path)
+        return self._index(item, incoming.size, sha256, stamp=file_stamp(path))
+
+    def _index(self, item: DataItem, size: int, sha256: str, *, data: bytes | None = None, stamp: str = "") -> StoredItem:
+        """Record a verified item, its data either ``data`` itself or the file ``stamp`` describes."""
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM items WHERE id = ?", (item.id,)).fetchone() is None:
                 height = self._next_block(db, [item.id])
                 seq = db.execute(
-                    "INSERT INTO items (id, owner_address, target, block, size, sha256, header, file_stamp)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (item.id, item.owner_address, item.target_id, height, incoming.size, sha256,
-                     item.header_bytes(), file_stamp(path)),
+                    "INSERT INTO items (id, owner_address, target, block, size, sha256, header, file_stamp, data)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (item.id, item.owner_address, item.target_id, height, size, sha256, item.header_bytes(), stamp,
+                     data),
                 ).lastrowid
                 db.executemany(
                     "INSERT INTO tags VALUES (?, ?, ?, ?)",
@@ -330,6 +344,10 @@ class WeaveStore:
         ``verified``: the caller has just checked the signature itself, or made it."""
         if not verified and not item.verify():
             raise InvalidDataItem(f"data item {item.id}: signature does not verify")
+        if len(item.data) <= INLINE_BYTES:  # no file: straight into the index
+            existing = self._find(item.id)
+            return existing or self._index(item, len(item.data), hashlib.sha256(item.data).hexdigest(),
+                                           data=bytes(item.data))
         with self.receiving() as incoming:
             for _ in incoming.tee([item.data]):
                 pass
@@ -387,21 +405,29 @@ class WeaveStore:
         return item
 
     def data_blob(self, id: str) -> Blob:
-        """The item's data as a file-backed Blob, checked against the recorded sha256 (see module doc)."""
+        """The item's data as a Blob (file-backed, or in memory when the index holds it), checked against the
+        recorded sha256 (see module doc)."""
         item = self.get(id)
+        if item.data_path is None:
+            return Blob(sha256=item.sha256, data=self._checked_inline(item), id=id, size=item.size)
         self._check_data_file(item)
         return Blob.from_file(item.data_path, item.sha256, id=id)
 
     def read_data(self, id: str, offset: int = 0, length: int | None = None) -> bytes:
-        blob = self.data_blob(id)
-        with open(blob.path, "rb") as f:
-            f.seek(offset)
-            return f.read(-1 if length is None else length)
+        return self.data_blob(id).read_range(offset, length)
 
     def raw_item_bytes(self, id: str) -> bytes:
         """The whole signed item (header and data) as it was signed."""
         item = self.get(id)
         return item.header + self.data_blob(id).read()
+
+    def _checked_inline(self, item: StoredItem) -> bytes:
+        (data,) = self._db().execute("SELECT data FROM items WHERE id = ?", (item.id,)).fetchone()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != item.sha256:
+            raise TamperedData(f"item {item.id}: its data in the index was modified (sha256 {actual}, expected"
+                               f" {item.sha256}); refusing to serve it")
+        return data
 
     def _check_data_file(self, item: StoredItem) -> None:
         try:
@@ -423,12 +449,17 @@ class WeaveStore:
     def verify(self, id: str) -> StoredItem:
         """Re-hash the data and re-verify the signature from disk, whatever the stamp says."""
         item = self.get(id)
-        actual = sha256_file(item.data_path)
-        if actual != item.sha256:
-            raise TamperedData(f"item {id}: data sha256 {actual} does not match the recorded {item.sha256}")
-        if not verify_stream(item.item_without_data(), read_chunks(item.data_path), item.size):
+        if item.data_path is None:
+            chunks = [self._checked_inline(item)]
+        else:
+            actual = sha256_file(item.data_path)
+            if actual != item.sha256:
+                raise TamperedData(f"item {id}: data sha256 {actual} does not match the recorded {item.sha256}")
+            chunks = read_chunks(item.data_path)
+        if not verify_stream(item.item_without_data(), chunks, item.size):
             raise TamperedData(f"item {id}: signature does not verify over the stored data")
-        self._db().execute("UPDATE items SET file_stamp = ? WHERE id = ?", (file_stamp(item.data_path), id))
+        if item.data_path is not None:
+            self._db().execute("UPDATE items SET file_stamp = ? WHERE id = ?", (file_stamp(item.data_path), id))
         return item
 
     # --- queries -------------------------------------------------------------------------------
@@ -483,13 +514,14 @@ class WeaveStore:
     def _select(self, where: str, params: Sequence, *, limit: int, direction: str = "DESC") -> list[StoredItem]:
         db = self._db()
         rows = db.execute(
-            "SELECT seq, id, block, size, sha256, header FROM items"
+            "SELECT seq, id, block, size, sha256, header, data IS NOT NULL FROM items"
             f" WHERE {where} ORDER BY items.seq {direction} LIMIT ?",
             [*params, limit],
         ).fetchall()
         return [self._stored_item(*row) for row in rows]
 
-    def _stored_item(self, seq: int, id: str, block: int, size: int, sha256: str, header: bytes) -> StoredItem:
+    def _stored_item(self, seq: int, id: str, block: int, size: int, sha256: str, header: bytes,
+                     inline: int) -> StoredItem:
         item, _ = parse_header(header)
         return StoredItem(
             id=id,
@@ -503,7 +535,7 @@ class WeaveStore:
             block=block,
             size=size,
             sha256=sha256,
-            data_path=self._data_path(id),
+            data_path=None if inline else self._data_path(id),
             header=header,
             cursor=b64url_encode(str(seq).encode()),
         )
@@ -514,7 +546,10 @@ class WeaveStore:
         """Copy an item's verified data to ``destination`` (atomically)."""
         blob = self.data_blob(id)
         tmp = destination.with_name(destination.name + ".partial")
-        shutil.copyfile(blob.path, tmp)
+        if blob.path is None:
+            tmp.write_bytes(blob.data)
+        else:
+            shutil.copyfile(blob.path, tmp)
         os.replace(tmp, destination)
 
 

@@ -94,9 +94,7 @@ def bridge_functions(context) -> dict[str, Callable]:
         return None if header is None else {"content": json_bytes(header), "size": len(json_bytes(header))}
 
     def read(id, offset, length) -> bytes:
-        with open(data_blob(id).path, "rb") as f:
-            f.seek(int(offset))
-            return f.read(int(length))
+        return data_blob(id).read_range(int(offset), int(length))
 
     def tx(id) -> dict | None:
         return drive.tx(_text(id), context.block_height())
