@@ -199,6 +199,7 @@ class Node:
             raise NodeError(f"the node home {self.home} is damaged and the node will not start, since starting would "
                             f"lose acknowledged messages or issue their nonces again: {exc}. Restore the home from a "
                             "copy made by tfao backup; tfao check reports what else is wrong") from None
+        self._restore_weave()
         self.zygote = Zygote(preload=("tfao.bridges.context",))
         self.hosts: dict = {}
         self.hosts_lock = threading.RLock()
@@ -260,6 +261,19 @@ class Node:
             raise NodeError(f"the node home {self.home} is in use by another tfao node "
                             "(talk to it over HTTP instead, e.g. tfao repl --url)") from None
 
+    def _restore_weave(self) -> None:
+        """Give the weave back the items the log holds but the weave lost. The weave commits without waiting
+        for the disk and the log does wait, so a power cut can take the weave's last items (a suffix, in the
+        order the log scheduled them) and leave them in the log."""
+        lost = []
+        for raw in self.store.items_newest_first():
+            item = DataItem.parse(raw)
+            if self.weave.has(item.id):
+                break
+            lost.append(item)
+        for item in reversed(lost):
+            self.weave.add_item(item, verified=True)  # verified when it was scheduled
+
     def _default_module(self) -> str:
         """The module processes use unless they name another: published once per node home."""
         module_id = self.store.setting("default-module")
@@ -271,6 +285,7 @@ class Node:
                 ("Content-Type", "text/x-lua"), ("Name", "tfao-aos"),
             ]
             module_id = self.weave.add_bytes(b"-- the bundled aos process library\n", self.wallet, tags).id
+            self.weave.checkpoint()  # on disk before the log names it: the log could not give it back
             self.store.set_setting("default-module", module_id)
         return module_id
 

@@ -335,6 +335,11 @@ class NodeStore:
         ).fetchall()
         return [ScheduledMessage(*row) for row in rows]
 
+    def items_newest_first(self) -> Iterator[bytes]:
+        """The signed items of every scheduled message (processes too), the last scheduled first."""
+        for (item,) in self._conn().execute("SELECT item FROM messages ORDER BY rowid DESC"):
+            yield item
+
     def message_count(self, pid: str) -> int:
         """How many messages are scheduled (nonces are dense from 0, and MAX reads one index entry)."""
         return self._conn().execute("SELECT COALESCE(MAX(nonce), -1) + 1 FROM messages WHERE process_id = ?",
