@@ -33,6 +33,7 @@ be one of its authorities, as it is for processes aoconnect spawns here).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -257,16 +258,20 @@ class MainnetAPI:
         if isinstance(signed, SignedFields):
             if signed.fields.get("target") != pid:
                 raise HTTPError(400, f"an HTTP-signed push must sign its target field: {pid}")
-            message_id = await self.server.blocking(
-                self.node.push_signed_fields, pid, signed.address, message_tags(signed.fields),
-                signed.fields.get("data", ""), signed.signature_digest)
+            schedule = functools.partial(self.node.push_signed_fields, pid, signed.address, message_tags(signed.fields),
+                                         signed.fields.get("data", ""), signed.signature_digest)
         elif isinstance(signed, DataItem):
             if signed.target_id != pid:
                 raise HTTPError(400, f"the message targets {signed.target_id}, not {pid}")
-            message_id = (await self.server.blocking(self.node.submit, signed)).id
+            schedule = lambda: self.node.submit(signed).id  # noqa: E731
         else:
             raise HTTPError(400, "a push must be signed: an ANS-104 item body or HTTP message signatures")
-        slot = await self.server.blocking(self.node.slot, pid, message_id)
+
+        def scheduled() -> tuple[str, int]:  # one worker thread for both calls
+            message_id = schedule()
+            return message_id, self.node.slot(pid, message_id)
+
+        message_id, slot = await self.server.blocking(scheduled)
         return JSONResponse({"slot": slot, "process": pid, "id": message_id})
 
     # ---------------------------------------------------------------- /PID~process@1.0/...
