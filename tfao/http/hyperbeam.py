@@ -250,7 +250,7 @@ class MainnetAPI:
         if device is not None and device not in EXECUTION_DEVICES:
             raise HTTPError(400, f"execution-device {device!r} is not run here: use one of "
                                  f"{', '.join(sorted(EXECUTION_DEVICES))}")
-        await self.server.blocking(self.node.submit, signed)
+        await self.server.blocking(self.node.submit, signed, verified=True)  # by signed()
         return JSONResponse({"process": signed.id, "slot": 0}, headers={"process": signed.id})
 
     async def push_message(self, pid: str, signed: DataItem | SignedFields | None) -> Response:
@@ -263,7 +263,7 @@ class MainnetAPI:
         elif isinstance(signed, DataItem):
             if signed.target_id != pid:
                 raise HTTPError(400, f"the message targets {signed.target_id}, not {pid}")
-            schedule = lambda: self.node.submit(signed).id  # noqa: E731
+            schedule = lambda: self.node.submit(signed, verified=True).id  # noqa: E731
         else:
             raise HTTPError(400, "a push must be signed: an ANS-104 item body or HTTP message signatures")
 
