@@ -175,19 +175,26 @@ def test_tfao_check_reports_a_short_log_a_broken_chain_and_a_missing_weave_item(
 def test_a_power_cut_that_takes_the_weaves_last_items_leaves_them_in_the_log_and_a_restart_gives_them_back(
         tmp_path, wallets):
     """The weave commits without waiting for the disk (the log waits): a cut can lose the weave's last
-    commits, which is what putting back an earlier copy of its index does here."""
+    commits, which is what putting back an earlier copy of its index does here. Items that are not in the log
+    (uploads, a process's outputs) are lost with their blocks, and block heights still never go back."""
     home, owner = tmp_path / "home", wallets[0]
     with Node(home, wallet=wallets[3]) as node:
         process = node.spawn(wallet=owner)
         process.result(process.message("Eval", data="Count = 0", wallet=owner))
         node.weave.checkpoint()
         shutil.copyfile(home / "weave" / "index.sqlite", tmp_path / "earlier-index.sqlite")
+        for upload in (b"an upload", b"another"):
+            node.weave.add_bytes(upload, wallets[1])
         later = [process.message("Eval", data=f"Count = {n}; return Count", wallet=owner) for n in range(1, 4)]
         process.result(later[-1])
+        last_height = node.find_scheduled(later[-1]).block_height
     shutil.copyfile(tmp_path / "earlier-index.sqlite", home / "weave" / "index.sqlite")
     assert not any(sqlite3.connect(home / "weave" / "index.sqlite").execute(
         f"SELECT 1 FROM items WHERE id IN ({','.join('?' * len(later))})", later).fetchall())
     with Node(home, wallet=wallets[3]) as node:
         assert all(node.weave.verify(mid) for mid in later)
-        assert output(node.process(process.id).eval("Count", wallet=owner)) == "3"
+        assert node.weave.current_height() == last_height - 2  # the uploads' blocks are gone
+        again = node.process(process.id).message("Eval", data="return Count", wallet=owner)
+        assert node.find_scheduled(again).block_height == last_height  # not last_height - 1
+        assert output(node.process(process.id).result(again)) == "3"
     assert main(["check", "--home", str(home)]) == 0

@@ -364,7 +364,8 @@ class Node:
         timestamp = int(time.time() * 1000) if last is None else max(int(time.time() * 1000), last[3])
         previous = b64url_decode(pid) if last is None else b64url_decode(last[1]) + b64url_decode(last[2])
         hash_chain = b64url_encode(hashlib.sha256(previous).digest())
-        height = self.weave.current_height()
+        # never lower than the last message's, even after a power cut took blocks from the weave
+        height = self.weave.current_height() if last is None else max(self.weave.current_height(), last[4])
         assignment = sign_data_item(self.assignment_signer, b"", tags=[
             ("Process", pid), ("Epoch", "0"), ("Nonce", str(nonce)), ("Hash-Chain", hash_chain),
             ("Block-Height", f"{height:012d}"), ("Timestamp", str(timestamp)),

@@ -294,10 +294,10 @@ class NodeStore:
         return self._conn().execute("SELECT 1 FROM processes WHERE id = ?", (pid,)).fetchone() is not None
 
     # ---- messages
-    def last_assignment(self, conn: sqlite3.Connection, pid: str) -> tuple[int, str, str, int] | None:
-        """(nonce, assignment id, hash chain, timestamp) of the newest assignment of a process."""
+    def last_assignment(self, conn: sqlite3.Connection, pid: str) -> tuple[int, str, str, int, int] | None:
+        """(nonce, assignment id, hash chain, timestamp, block height) of the newest assignment of a process."""
         return conn.execute(
-            "SELECT nonce, assignment_id, hash_chain, timestamp FROM messages WHERE process_id = ? "
+            "SELECT nonce, assignment_id, hash_chain, timestamp, block_height FROM messages WHERE process_id = ? "
             "ORDER BY nonce DESC LIMIT 1",
             (pid,),
         ).fetchone()
