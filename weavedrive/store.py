@@ -14,11 +14,11 @@ index: creating a file costs more than the rest of storing such an item, and the
 for every message it schedules.
 
 Tamper policy: at ingestion the data's sha256 is recorded, and for a data file a stamp of the
-file's inode, size, mtime and ctime; small data kept in the index is hashed again at every read. Reading an item (``data_blob``) compares the file's stat with
-the stamp; only when it differs is the file hashed again, and a mismatching hash is refused with
-``TamperedData``. Any write to the file changes its ctime, which user space cannot set back, so a
-4 GB model is hashed once at ingestion, not once per message. ``verify(id)`` re-hashes the data and
-re-checks the signature unconditionally.
+file's inode, size, mtime and ctime. Small data kept in the index is hashed again at every read;
+reading a data file (``data_blob``) compares its stat with the stamp, only when it differs is the
+file hashed again, and a mismatching hash is refused with ``TamperedData``. Any write to the file
+changes its ctime, which user space cannot set back, so a 4 GB model is hashed once at ingestion,
+not once per message. ``verify(id)`` re-hashes the data and re-checks the signature unconditionally.
 
 Fork safety: SQLite connections are opened lazily per process id and thread, never reused
 across ``fork``.
@@ -346,8 +346,9 @@ class WeaveStore:
             raise InvalidDataItem(f"data item {item.id}: signature does not verify")
         if len(item.data) <= INLINE_BYTES:  # no file: straight into the index
             existing = self._find(item.id)
-            return existing or self._index(item, len(item.data), hashlib.sha256(item.data).hexdigest(),
-                                           data=bytes(item.data))
+            if existing is not None:
+                return existing
+            return self._index(item, len(item.data), hashlib.sha256(item.data).hexdigest(), data=bytes(item.data))
         with self.receiving() as incoming:
             for _ in incoming.tee([item.data]):
                 pass
