@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from .ans104 import is_id
 
@@ -44,12 +45,13 @@ class Blob:
             return self.data
         return self.path.read_bytes()
 
+    def open(self) -> BinaryIO:
+        """The bytes as a binary file to read: the file itself, or a view of the bytes in memory."""
+        return io.BytesIO(self.data) if self.data is not None else open(self.path, "rb")
+
     def read_range(self, offset: int = 0, length: int | None = None) -> bytes:
         """``length`` bytes from ``offset`` (to the end when None), reading no more of a file than that."""
-        end = None if length is None else offset + length
-        if self.data is not None:
-            return self.data[offset:end]
-        with open(self.path, "rb") as f:
+        with self.open() as f:
             f.seek(offset)
             return f.read(-1 if length is None else length)
 

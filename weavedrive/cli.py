@@ -179,12 +179,8 @@ def get_item(args) -> None:
     if args.output is not None:
         store.export(args.id, args.output)
         return
-    blob = store.data_blob(args.id)
-    if blob.path is None:
-        sys.stdout.buffer.write(blob.data)
-    else:
-        with open(blob.path, "rb") as data:
-            shutil.copyfileobj(data, sys.stdout.buffer)
+    with store.data_blob(args.id).open() as data:
+        shutil.copyfileobj(data, sys.stdout.buffer)
     sys.stdout.flush()
 
 

@@ -550,7 +550,7 @@ class WeaveStore:
         if blob.path is None:
             tmp.write_bytes(blob.data)
         else:
-            shutil.copyfile(blob.path, tmp)
+            shutil.copyfile(blob.path, tmp)  # the kernel copies a file: no pass through Python for a model
         os.replace(tmp, destination)
 
 

@@ -455,9 +455,8 @@ class NodeServer:
         media_type = item.tag("Content-Type") or "application/octet-stream"
         if request.method == "HEAD":
             return Response(b"", status_code=status, headers=headers, media_type=media_type)
-        if length <= INLINE_DATA or blob.path is None:
-            content = blob.read_range(start, length) if blob.path is None else \
-                await self.blocking(self.node.read_item_data, id, start, length)
+        if length <= INLINE_DATA:  # the weave's small data is in memory: it never streams
+            content = await self.blocking(blob.read_range, start, length)  # checked by item_data already
             return Response(content, status_code=status, headers=headers, media_type=media_type)
         return StreamingResponse(read_chunks(blob.path, start, length), status_code=status, headers=headers,
                                  media_type=media_type)

@@ -508,7 +508,7 @@ class Node:
         return self.weave.get(id)
 
     def item_data(self, id: str):
-        """An item's data as a verified, file-backed Blob (refuses tampered files)."""
+        """An item's data as a verified Blob, in memory or file-backed (refuses tampered data)."""
         return self.weave.data_blob(id)
 
     def read_item_data(self, id: str, offset: int = 0, length: int | None = None) -> bytes:
