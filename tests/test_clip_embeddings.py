@@ -24,7 +24,8 @@ TEXTS = ["a photo of a cat", "a dog", "cat " * 50, "PHOTO  of\ta DOG!"]  # the t
 REAL_TOKENIZER = shared_data("clip-tokenizer")
 # exact-mode embeddings of TEXTS by the tiny CLIPModel (sha256 of the float32 bytes), by kernels version
 GOLDEN_SHA256 = {1: "e88a81cdfcf09eb7d2eafce96ea897869393a8746f06426408ce2a9a4db1fd6d", 2: "92ffc638793d5507c31335fd542d95b0b4700ad876fad4e87867a840d8c859a1",
-                 3: "92ffc638793d5507c31335fd542d95b0b4700ad876fad4e87867a840d8c859a1"}
+                 3: "92ffc638793d5507c31335fd542d95b0b4700ad876fad4e87867a840d8c859a1",
+                 4: "92ffc638793d5507c31335fd542d95b0b4700ad876fad4e87867a840d8c859a1"}
 
 
 @pytest.fixture(scope="module")

@@ -156,6 +156,17 @@ def test_exact_silu_is_within_three_ulps():
     assert np.isnan(ops.silu(np.array([np.nan], np.float32), mode="exact")).all()
 
 
+def test_exact_gelu_is_within_three_ulps_and_has_no_cancellation_below_zero():
+    x = np.concatenate([np.linspace(-3, 8, 110001), np.geomspace(1e-30, 3, 300), -np.geomspace(1e-30, 3, 300)]).astype(np.float32)
+    gelu = lambda v: 0.5 * v * math.erfc(-v / math.sqrt(2))  # erfc: no 1 + erf cancellation in the reference either
+    assert ulps(ops.gelu(x, mode="exact"), np.array([gelu(v) for v in x.astype(np.float64)], dtype=np.float32)) <= 3
+    tail = np.linspace(-6, -3, 30001).astype(np.float32)
+    want = np.array([gelu(v) for v in tail.astype(np.float64)])
+    assert np.all(np.abs(ops.gelu(tail, mode="exact") / want - 1) <= 5e-7)
+    special = ops.gelu(np.array([-1e30, -9.0, 1e30, np.inf, np.nan], np.float32), mode="exact")
+    assert special[:4].tolist() == [0.0, 0.0, np.float32(1e30), np.inf] and np.isnan(special[4])
+
+
 def test_gelu_variants():
     x = np.linspace(-8, 8, 4001).astype(np.float32)
     x64 = x.astype(np.float64)

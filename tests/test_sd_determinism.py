@@ -10,7 +10,7 @@ from sd_fixtures import build_reference
 GOLDEN = {
     "txt2img": "5a584091338c2430882bf186f3d83dccef9814c0fff85205627322bb8f6bc0d2",  # sha256 of the uint8 pixels
     "png": "e0e5020d2ae6a0e61380189632b40af0bd7e0d3e0ab5a6fd1673da1c9525bd2a",  # of the PNG bytes
-    "img2img": "2e7a70a4ba2cc354e5ef48e34e3862e92776c68038211ac002316695c21a46ba",  # of img2img's PNG bytes
+    "img2img": "2507777d64df81112998dacf74931847389820fdf14f1d7825328fc07a724b05",  # of img2img's PNG bytes
 }
 
 CHILD = r"""

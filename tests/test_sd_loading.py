@@ -29,7 +29,8 @@ from tfao.kernels.weights import WeightError
 CLIP_TOKENIZER = shared_data("clip-tokenizer")
 # exact-mode output hashes by kernels version (a deliberate change of bits bumps KERNELS_VERSION)
 GOLDEN_SHA256 = {1: "c6dfe17e97c7983d4778df8aa341e34f1e5b0f5a52b4493f8f4b7cb17b148178", 2: "388b8d9ef21ef09d317d764eca1342fab3626766e1573133b74e478382631df2",
-                 3: "dd8e2eeb2ecbc3d8b0ee1322fcc21f7c707333723efefd43f901d192403e0864"}
+                 3: "dd8e2eeb2ecbc3d8b0ee1322fcc21f7c707333723efefd43f901d192403e0864",
+                 4: "a7a0a6a51448075fe32927e4abff7c3392a264b20762bc09b09f05ec1d13a628"}
 
 TINY_UNET = dict(sample_size=8, block_out_channels=(24, 48), layers_per_block=2, norm_num_groups=8,
                  down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),

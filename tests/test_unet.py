@@ -15,7 +15,8 @@ from tfao.kernels.weights import WeightError
 MODES = ["exact", "fast"]
 # exact-mode output hashes by kernels version (a deliberate change of bits bumps KERNELS_VERSION)
 GOLDEN_SHA256 = {1: "10b2ce5b7bc66b9377c2220595e7e913ee37f749fa145ebf66e33617cc7b745c", 2: "1409a48ff823e83f87f0ca9151d456881cf96bd3740978fb6f04bbef0e1bdefc",
-                 3: "873a6ecc8612cad0e9f843cf8265ecb4d699578297c464d22aae4509714d18dc"}
+                 3: "873a6ecc8612cad0e9f843cf8265ecb4d699578297c464d22aae4509714d18dc",
+                 4: "18e7117e32348e268f312586ab6d06787d8cff8c6d5465e5a1927e29d379258e"}
 
 SD15_LIKE = dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(24, 48), layers_per_block=2,
                  down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),

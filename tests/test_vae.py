@@ -15,7 +15,8 @@ from tfao.kernels.vae import AutoencoderKL
 MODES = ["exact", "fast"]
 # exact-mode output hashes by kernels version (a deliberate change of bits bumps KERNELS_VERSION)
 GOLDEN_SHA256 = {1: "c66c8172dbc62d391fa454e486249f79c30f5efb51f2dd5f57b3c766715b82c2", 2: "7305d26a61e36d804bf749deba64e3dd3b87d3d8bc569b3a5c61f70cb63ec81b",
-                 3: "cc0989b329949a8aa278dfca6b28eafa436997a06d05883b1e14a280fece6d07"}
+                 3: "cc0989b329949a8aa278dfca6b28eafa436997a06d05883b1e14a280fece6d07",
+                 4: "cc0989b329949a8aa278dfca6b28eafa436997a06d05883b1e14a280fece6d07"}
 
 TINY = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(24, 48), layers_per_block=2,
             down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=8,

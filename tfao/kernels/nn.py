@@ -7,17 +7,15 @@ import numpy as np
 from .gemm import gemm_bits, quantize
 from .modes import resolve_mode
 from .reductions import fast_sum, max_reduce, tree_sum
-from .transcendentals import LOG2E, as64, elementwise, erf_eval, exp64, exp_fast32, exp_nonpositive32, log64, tanh64
+from .transcendentals import LOG2E, as64, elementwise, exp64, exp_fast32, exp_nonpositive32, log64, normal_cdf32, tanh64
 
-_SQRT_HALF = 0.7071067811865476
 _SQRT_2_OVER_PI = 0.7978845608028654
 
 
-def _gelu_any(x: np.ndarray) -> np.ndarray:
-    y = erf_eval(x, x.dtype.type, scale=_SQRT_HALF)  # erf(x / sqrt 2)
-    y += 1.0
+def _gelu_exact32(x: np.ndarray) -> np.ndarray:
+    """x Phi(x) with Phi from its table in fixed float32 steps: no 1 + erf cancellation, and no float64 pass."""
+    y = normal_cdf32(x)
     y *= x
-    y *= 0.5
     return y
 
 
@@ -60,7 +58,7 @@ def _gelu_fast32(x: np.ndarray) -> np.ndarray:
     return np.divide(x, neg_logit, out=neg_logit)  # x / (1 + exp(-y)) = x Phi(x)
 
 
-gelu = elementwise(_gelu_any, _gelu_fast32)
+gelu = elementwise(_gelu_exact32, _gelu_fast32, exact_dtype=np.float32)
 gelu.__doc__ = "0.5 x (1 + erf(x / sqrt 2)), the exact GELU."
 gelu_tanh = elementwise(lambda x: _gelu_tanh_any(x, tanh64), lambda x: _gelu_tanh_any(x, np.tanh))
 gelu_tanh.__doc__ = "0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (``gelu_new`` / ``gelu_pytorch_tanh``)."

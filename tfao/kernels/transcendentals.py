@@ -135,6 +135,48 @@ def erf_eval(z: np.ndarray, dtype, scale: float = 1.0) -> np.ndarray:
     return np.copysign(result, z, out=result)
 
 
+_PHI_STEP_INV = 256
+_PHI_LOW = -8  # below, x Phi(x) is under 1e-14 in magnitude: Phi counts as 0
+_PHI_HIGH = 6  # from here on Phi(x) rounds to 1 in float32
+_PHI_FIRST = _PHI_LOW * _PHI_STEP_INV - 1  # the centre index of the zero row that takes everything below
+
+
+def _normal_cdf_tables() -> list[np.ndarray]:
+    """Degree-2 Taylor coefficients of Phi around each centre ``c = k / 256``, in ``t = 256 x - k`` (|t| <= 1/2,
+    so the next term is below 2e-10 of Phi's scale), highest degree first, as float32. Phi(c) comes from the
+    float64 erf above and phi(c) from exp64: the same table on every machine."""
+    centres = np.arange(_PHI_FIRST + 1, _PHI_HIGH * _PHI_STEP_INV + 1) / _PHI_STEP_INV  # exact: k / 2**8
+    density = exp64(-0.5 * centres * centres) * (1.0 / math.sqrt(2.0 * math.pi))  # phi(c)
+    rows = [0.5 + 0.5 * erf_eval(centres, np.float64, scale=math.sqrt(0.5)),  # Phi(c)
+            density / _PHI_STEP_INV,  # Phi'(c) dx/dt
+            -centres * density / (2 * _PHI_STEP_INV**2)]  # Phi''(c) / 2 (dx/dt)**2, Phi'' = -x phi
+    return [np.concatenate([[0.0], row]).astype(np.float32) for row in rows[::-1]]
+
+
+_PHI_TABLES = _normal_cdf_tables()
+_PHI_MAGIC = np.float32(1.5 * 2**23)  # adding it rounds a float32 below 2**22 to an integer
+_PHI_INDEX_BIAS = _PHI_MAGIC.view(np.int32) + np.int32(_PHI_FIRST)
+
+
+def normal_cdf32(x: np.ndarray) -> np.ndarray:
+    """Phi(x), the standard normal CDF, for float32 ``x`` in float32 ``+ - *`` alone (a table lookup and a
+    quadratic), so the same bits on every machine; three gathers, no float64 pass. As GELU's x Phi(x): within
+    2.5 ulp for x > -3, 5e-7 relative down to -6, and 2e-15 absolute below."""
+    u = x * np.float32(_PHI_STEP_INV)
+    np.clip(u, np.float32(_PHI_FIRST), np.float32(_PHI_HIGH * _PHI_STEP_INV), out=u)  # NaN stays NaN
+    shifted = u + _PHI_MAGIC
+    index = shifted.view(np.int32) - _PHI_INDEX_BIAS
+    shifted -= _PHI_MAGIC
+    u -= shifted  # exact: the offset from the centre, in [-1/2, 1/2]
+    quadratic, linear, constant = _PHI_TABLES
+    result = quadratic.take(index, mode="clip")
+    result *= u
+    result += linear.take(index, out=shifted, mode="clip")  # shifted reused: its values are no longer needed
+    result *= u
+    result += constant.take(index, out=shifted, mode="clip")
+    return result
+
+
 def as64(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
