@@ -6,7 +6,7 @@ import pytest
 
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 
-from tfao.kernels import ops
+from tfao.kernels import ops, transcendentals
 from tfao.kernels.gemm import FEW_ROWS
 
 rng = np.random.default_rng(1234)
@@ -118,12 +118,27 @@ def test_transcendentals_are_float32_correct():
     assert np.isnan(ops.erf(np.array([np.nan]), mode="exact")).all()
 
 
-def test_fast_exp_is_within_its_stated_error():
+@pytest.fixture(params=[True, False], ids=["exp2-simd", "exp2-scalar"])
+def numpy_exp_loops(request, monkeypatch):
+    """Fast mode on either kind of CPU: where numpy's float32 exp2 is vectorised (AVX-512) and where only its
+    exp is (AVX2), fast mode takes the vectorised one."""
+    monkeypatch.setattr(transcendentals, "_SIMD_EXP2_32", request.param)
+
+
+def test_fast_exp_is_within_its_stated_error(numpy_exp_loops):
     e = np.linspace(-87, 88, 20001).astype(np.float32)
     want = np.array([math.exp(float(v)) for v in e])
     # 2**(x log2 e): the product's rounding adds up to about |x| 7e-8 of relative error to exp2's own
     assert np.all(np.abs(ops.exp(e, mode="fast") / want - 1) <= 2e-7 + 8e-8 * np.abs(e))
     assert ops.exp(np.array([-np.inf, np.inf, 0.0], np.float32), mode="fast").tolist() == [0.0, np.inf, 1.0]
+    two = np.linspace(-125, 127, 20001).astype(np.float32)
+    assert np.all(np.abs(transcendentals.exp2_fast32(two) / np.exp2(two.astype(np.float64)) - 1) <= 2e-7 + 8e-8 * np.abs(two))
+
+
+def test_fast_gelu_is_within_its_stated_error(numpy_exp_loops):
+    x = np.concatenate([np.linspace(-9, 9, 180001), -np.geomspace(1e-30, 9, 300), np.geomspace(1e-30, 9, 300)]).astype(np.float32)
+    want = np.array([0.5 * v * math.erfc(-v / math.sqrt(2)) for v in x.astype(np.float64)])
+    assert np.all(np.abs(ops.gelu(x, mode="fast") - want) <= 1e-6 * np.abs(want) + 2e-7)
 
 
 @pytest.mark.parametrize("mode", ["exact", "fast"])
