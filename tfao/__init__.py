@@ -21,6 +21,7 @@ _EXPORTS = {
     "AutoencoderKL": "tfao.kernels.vae",
     "StableDiffusionPipeline": "tfao.models.stable_diffusion",
     "StableDiffusionImg2ImgPipeline": "tfao.models.stable_diffusion",
+    "keep_freed_memory": "tfao.heap",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from tfao.heap import keep_freed_memory
+
 MODES = ("exact", "fast")  # tfao.kernels.modes.MODES, without importing the models at CLI start
 
 
@@ -70,6 +72,7 @@ def _accepts(run, options: dict) -> bool:
 def run_pipeline(args) -> int:
     from tfao.models.pipelines import pipeline
 
+    keep_freed_memory()  # each layer's temporaries reuse freed pages instead of faulting in fresh ones
     inputs = [line.rstrip("\n") for line in sys.stdin] if args.inputs == ["-"] else args.inputs
     run = pipeline(args.task, args.model, mode=args.mode, home=getattr(args, "home", None))
     options = dict(args.option)

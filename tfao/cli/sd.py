@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from tfao.heap import keep_freed_memory
 from tfao.kernels.schedulers import SCHEDULER_NAMES
 
 
@@ -47,6 +48,7 @@ def run_sd(args) -> int:
 
     from tfao.models.stable_diffusion import StableDiffusionPipeline
 
+    keep_freed_memory()  # each layer's temporaries reuse freed pages instead of faulting in fresh ones
     pipe = StableDiffusionPipeline.from_pretrained(args.model, config=args.config, home=getattr(args, "home", None))
     options = dict(negative_prompt=args.negative, num_inference_steps=args.steps, guidance_scale=args.guidance,
                    seed=args.seed, scheduler=args.scheduler, num_images_per_prompt=args.num, mode=args.math)

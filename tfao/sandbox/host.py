@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Callable
 
+from tfao.heap import keep_freed_memory, release_freed_memory
 from tfao.sandbox.aos import error_result
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -222,6 +223,7 @@ def zygote_main(control_fd: int, preload: tuple[str, ...] = ()) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     time.tzset()
+    keep_freed_memory()  # inherited by every holder and child: a model's temporaries reuse freed pages
     for module in preload:  # import the runtime once so every holder starts warm
         importlib.import_module(module)
 
@@ -356,8 +358,10 @@ class _Holder:
 
     def serve(self) -> None:
         while True:
-            if self.spare is None and self.fork_spare():
-                continue  # in the spare, which holds the state now: it forks a spare of its own
+            if self.spare is None:
+                release_freed_memory()  # idle: give back what the batch freed before the spare shares the heap
+                if self.fork_spare():
+                    continue  # in the spare, which holds the state now: it forks a spare of its own
             self.wait()
             kind, rid, *args = self.receive()
             if kind == "eval":
