@@ -7,7 +7,7 @@ import numpy as np
 from .gemm import gemm_bits, quantize
 from .modes import resolve_mode
 from .reductions import fast_sum, max_reduce, tree_sum
-from .transcendentals import LOG2E, as64, elementwise, exp2_fast32, exp64, exp_fast32, exp_nonpositive32, log64, normal_cdf32, tanh64
+from .transcendentals import LOG2E, as64, elementwise, exp64, exp_fast32, fast_exp_is_base2, exp_nonpositive32, log64, normal_cdf32, tanh64
 
 _SQRT_2_OVER_PI = 0.7978845608028654
 
@@ -36,24 +36,27 @@ def _gelu_tanh_any(x: np.ndarray, tanh_fn) -> np.ndarray:
 # by least squares iterated towards minimax on |x| <= 6, weighted by how much an error in y moves x Phi(x)
 # (evaluated in float32, GELU's error stays below 0.41 of 1e-6 |GELU| + 2e-7). Beyond |x| = 6 the argument of Q
 # is held at 36, so y keeps growing linearly: x Phi(x) goes to x above and to 0 below, never to x * 0.
-# Stored times -log2(e), so the polynomial gives -y log2(e) for exp2 directly (see ``exp2_fast32``).
-# 18 passes, no gathers, no cancellation.
-_LOGIT_PHI_NEG_COEFFS = [np.float32(-c * LOG2E) for c in (
-    1.5957667675482194, 0.07267180915081971, -6.816137443527566e-05, -0.00011000880286896533,
-    7.88339534218061e-06, -2.639685210933004e-07, 3.55410924365779e-09)]
+# Stored times -log2(e) for exp2, or times -1 for exp, whichever fast mode's exponential is here (see
+# ``exp_fast32``), so the polynomial gives its argument directly. 18 passes, no gathers, no cancellation.
+_LOGIT_PHI_COEFFS = (1.5957667675482194, 0.07267180915081971, -6.816137443527566e-05, -0.00011000880286896533,
+                     7.88339534218061e-06, -2.639685210933004e-07, 3.55410924365779e-09)
+_LOGIT_PHI_NEG_COEFFS = {base2: [np.float32(-c * (LOG2E if base2 else 1.0)) for c in _LOGIT_PHI_COEFFS]
+                         for base2 in (True, False)}
 
 
 def _gelu_fast32(x: np.ndarray) -> np.ndarray:
+    base2 = fast_exp_is_base2()
+    coeffs = _LOGIT_PHI_NEG_COEFFS[base2]
     with np.errstate(over="ignore"):  # a huge |x| squares to inf (held at 36) and exp(-y) to inf (x / inf = 0)
         square = x * x
         np.minimum(square, np.float32(36.0), out=square)
-        neg_logit = square * _LOGIT_PHI_NEG_COEFFS[-1]
-        for coeff in _LOGIT_PHI_NEG_COEFFS[-2:0:-1]:
+        neg_logit = square * coeffs[-1]
+        for coeff in coeffs[-2:0:-1]:
             neg_logit += coeff
             neg_logit *= square
-        neg_logit += _LOGIT_PHI_NEG_COEFFS[0]
-        neg_logit *= x  # -y log2(e)
-        exp2_fast32(neg_logit, out=neg_logit)
+        neg_logit += coeffs[0]
+        neg_logit *= x  # -y, times log2(e) for exp2
+        (np.exp2 if base2 else np.exp)(neg_logit, out=neg_logit)
     neg_logit += np.float32(1.0)
     return np.divide(x, neg_logit, out=neg_logit)  # x / (1 + exp(-y)) = x Phi(x)
 

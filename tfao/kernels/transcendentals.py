@@ -304,25 +304,21 @@ def _has_simd_exp2_32() -> bool:
 
 
 _SIMD_EXP2_32 = _has_simd_exp2_32()
-_EXP32_LN2 = np.float32(math.log(2))
+
+
+def fast_exp_is_base2() -> bool:
+    """Whether fast mode's exponentials go through numpy's float32 exp2 (vectorised here) rather than its exp."""
+    return _SIMD_EXP2_32
 
 
 def exp_fast32(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Fast mode's e**x: as 2**(x log2 e) where numpy's float32 exp2 is vectorised (it takes half the time of
     its exp there, even with the multiply; relative error up to about |x| 7e-8 more, from rounding the
     product), else numpy's exp. ``out=x`` works."""
-    if not _SIMD_EXP2_32:
+    if not fast_exp_is_base2():
         return np.exp(x, out=out)
     scaled = np.multiply(x, _EXP32_LOG2E, out=out)
     return np.exp2(scaled, out=scaled)
-
-
-def exp2_fast32(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Fast mode's 2**x, by whichever of numpy's float32 exp2 and exp is vectorised here. ``out=x`` works."""
-    if _SIMD_EXP2_32:
-        return np.exp2(x, out=out)
-    scaled = np.multiply(x, _EXP32_LN2, out=out)
-    return np.exp(scaled, out=scaled)
 
 
 exp = elementwise(exp64, exp_fast32)
