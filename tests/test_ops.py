@@ -6,8 +6,9 @@ import pytest
 
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 
-from tfao.kernels import ops, transcendentals
+from tfao.kernels import gemm, ops, transcendentals
 from tfao.kernels.gemm import FEW_ROWS
+from tfao.kernels.parallel import blas_architecture
 
 rng = np.random.default_rng(1234)
 
@@ -75,10 +76,13 @@ def test_linear_matches_float64_in_both_modes():
         assert np.max(np.abs(got - ref)) < 1e-5
 
 
-def test_fast_products_of_few_rows_use_a_row_major_copy_counted_or_shared(tmp_path):
-    """Up to ``FEW_ROWS`` rows fast mode multiplies by an [in, out] copy of the weight (BLAS is faster
-    with it), made once; beyond, by the checkpoint's array in place. The copy is private memory unless a
-    prepared store maps it."""
+@pytest.mark.parametrize("weight_left", [True, False], ids=["avx512-kernels", "avx2-kernels"])
+def test_fast_products_of_few_rows_take_the_form_the_kernels_prefer(tmp_path, monkeypatch, weight_left):
+    """Up to ``FEW_ROWS`` rows fast mode multiplies as ``weight @ x.T`` (OpenBLAS's AVX-512 kernels, no copy;
+    outputs up to ``WEIGHT_LEFT_MAX_OUT`` wide) or by an [in, out] copy of the weight made once (its AVX2
+    ones, and wider outputs), private memory unless a prepared store maps it; beyond, by the checkpoint's
+    array in place. Every form gives the product."""
+    monkeypatch.setattr(gemm, "few_rows_take_weight_left", lambda: weight_left)
     parts = [rng.standard_normal((n, 40)).astype(np.float32) for n in (24, 8)]
     bias = rng.standard_normal(32).astype(np.float32)
     reference = np.concatenate(parts).astype(np.float64).T
@@ -88,11 +92,24 @@ def test_fast_products_of_few_rows_use_a_row_major_copy_counted_or_shared(tmp_pa
     before = private.nbytes()
     np.testing.assert_allclose(private(many, mode="fast"), many @ reference + bias, rtol=1e-5, atol=1e-5)
     assert private.nbytes() == before  # no copy for many rows
-    np.testing.assert_allclose(private(few, mode="fast"), few @ reference + bias, rtol=1e-5, atol=1e-5)
-    assert private.nbytes() == before + weight_bytes
+    got = private(few[None], mode="fast")
+    assert got.shape == (1, FEW_ROWS, 32) and got.flags.c_contiguous
+    np.testing.assert_allclose(got[0], few @ reference + bias, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ops.Linear(parts)(few, mode="fast"), few @ reference, rtol=1e-5, atol=1e-5)
+    assert private.nbytes() == before + (0 if weight_left else weight_bytes)
     shared = ops.Linear(parts, bias, prepared=ops.PreparedStore(tmp_path))
     assert shared(few, mode="fast").tobytes() == private(few, mode="fast").tobytes()
-    assert list(tmp_path.glob("*rowmajor32.weight.npy")) and shared.nbytes() == weight_bytes + bias.nbytes
+    assert bool(list(tmp_path.glob("*rowmajor32.weight.npy"))) != weight_left
+    assert shared.nbytes() == weight_bytes + bias.nbytes
+    wide = ops.Linear(rng.standard_normal((gemm.WEIGHT_LEFT_MAX_OUT + 1, 8)).astype(np.float32))
+    before = wide.nbytes()
+    np.testing.assert_allclose(wide(few[:, :8], mode="fast"), few[:, :8] @ wide.weight.T, rtol=1e-5, atol=1e-5)
+    assert wide.nbytes() == before + wide.weight.nbytes  # the row-major copy, whatever the kernels
+
+
+def test_fast_products_of_few_rows_follow_the_blas_kernels():
+    """The AVX-512 form is taken exactly where OpenBLAS runs its AVX-512 kernels."""
+    assert gemm.few_rows_take_weight_left() == (blas_architecture() in {"SkylakeX", "Cooperlake", "SapphireRapids"})
 
 
 def test_special_values_in_gemm():
@@ -243,7 +260,8 @@ def test_float32_rounding_of_activations_gives_the_float64_path_numbers():
         as_float64 = quantize(x.astype(np.float64), -1, bits)  # the reference path
         assert as_float32.dtype == np.float64 and as_float32.tobytes() == as_float64.tobytes()
         shift = bits - np.frexp(np.abs(x).max(axis=1, keepdims=True))[1]  # the definition: rint(x 2**shift) 2**-shift
-        assert as_float32.tobytes() == (np.rint(x * 2.0**shift) * 2.0**-shift).tobytes()
+        # as numbers: rint keeps the sign of a value that rounds to zero, the grid's sums give +0
+        assert np.array_equal(as_float32, np.rint(x * 2.0**shift) * 2.0**-shift)
 
 
 def test_stacked_linear_has_the_bits_of_its_parts():

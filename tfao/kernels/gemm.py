@@ -14,17 +14,32 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 from .modes import KERNELS_VERSION, resolve_mode
+from .parallel import blas_architecture
 from .reductions import max_reduce
 
-# Up to this many rows, OpenBLAS's sgemm multiplies by a row-major [in, out] weight 1.2 to 2.9 times as fast
-# as by the checkpoint's [out, in] read transposed (measured on its SkylakeX kernels, 2 to 64 rows, K 384 to
-# 1536); from about 77 rows on the two are within a few percent, so large products keep the checkpoint's array.
+# Up to this many rows, fast mode's products are cheaper in another form than ``x @ weight.T`` with the
+# checkpoint's [out, in] array read transposed; from about 77 rows on the forms are within a few percent, so
+# large products keep that one. Which form is cheaper depends on OpenBLAS's kernels: its AVX-512 (SkylakeX)
+# sgemm takes ``weight @ x.T`` with the weight as it is, 0.55 to 0.8 of the time of the next best for 8 to
+# 48 rows (MiniLM's 24 products one after another, out of cache), but up to twice as long as the row-major
+# [in, out] copy for a wide output (t5's 32,128-word head); its AVX2 (Haswell) one takes that copy, 0.75 to
+# 0.9 of the time of the transposed read and of ``weight @ x.T``.
 FEW_ROWS = 64
+WEIGHT_LEFT_MAX_OUT = 2048
+_WEIGHT_LEFT_KERNELS = {"SkylakeX", "Cooperlake", "SapphireRapids"}
+
+
+@cache
+def few_rows_take_weight_left() -> bool:
+    """Whether fast mode multiplies few rows as ``weight @ x.T`` (OpenBLAS's AVX-512 kernels) rather than by
+    a row-major copy of the weight, for outputs up to ``WEIGHT_LEFT_MAX_OUT`` wide."""
+    return blas_architecture() in _WEIGHT_LEFT_KERNELS
 
 
 def gemm_bits(k: int) -> int:
@@ -230,6 +245,18 @@ class Linear:
             (weight,) = self.prepared.arrays(self.prepared_key("rowmajor32"), ("weight",), self._row_major_copy)
         return weight
 
+    def _weight_left(self, x2: np.ndarray) -> np.ndarray:
+        """Fast mode's ``x2 @ weight.T + bias`` as ``weight @ x2.T``, each block into its rows of the result, then
+        transposed back in the pass that adds the bias."""
+        out_t = np.empty((self.out_features, x2.shape[0]), dtype=np.float32)  # [out, M]
+        start = 0
+        for block in self.blocks:
+            np.matmul(block, x2.T, out=out_t[start:start + block.shape[0]])
+            start += block.shape[0]
+        if self.bias is None:
+            return np.ascontiguousarray(out_t.T)  # [M, out]
+        return np.add(out_t.T, self.bias, out=np.empty((x2.shape[0], self.out_features), dtype=np.float32))  # [M, out]
+
     def nbytes(self) -> int:
         """Bytes referenced: the float32 weight and bias, the exact-mode copy (float64) once prepared, and fast
         mode's row-major copy once made outside a prepared store."""
@@ -242,6 +269,8 @@ class Linear:
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)  # [M, in]
         if resolve_mode(mode) == "fast":
+            if x2.shape[0] <= FEW_ROWS and self.out_features <= WEIGHT_LEFT_MAX_OUT and few_rows_take_weight_left():
+                return self._weight_left(x2).reshape(*lead, self.out_features)
             if x2.shape[0] <= FEW_ROWS:
                 out = x2 @ self._row_major_weight()  # [M, out]
             elif len(self.blocks) == 1:

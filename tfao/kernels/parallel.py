@@ -27,6 +27,13 @@ def blas_threads() -> int:
     return max([pool.num_threads for pool in _controller().select(user_api="blas").lib_controllers] or [1])
 
 
+def blas_architecture() -> str | None:
+    """The kernels OpenBLAS picked for this CPU (``SkylakeX``, ``Haswell``, ...; OPENBLAS_CORETYPE chooses
+    them), or None for another BLAS."""
+    pools = _controller().select(internal_api="openblas").lib_controllers
+    return pools[0].info().get("architecture") if pools else None
+
+
 def run_pieces(work: Callable[[object], None], pieces: Iterable) -> None:
     """``work(piece)`` for every piece, on up to ``blas_threads()`` threads."""
     pieces = list(pieces)
