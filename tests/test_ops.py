@@ -8,7 +8,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarn
 
 from tfao.kernels import gemm, ops, transcendentals
 from tfao.kernels.gemm import FEW_ROWS
-from tfao.kernels.parallel import blas_architecture
+
+from conftest import run_child
 
 rng = np.random.default_rng(1234)
 
@@ -108,8 +109,13 @@ def test_fast_products_of_few_rows_take_the_form_the_kernels_prefer(tmp_path, mo
 
 
 def test_fast_products_of_few_rows_follow_the_blas_kernels():
-    """The AVX-512 form is taken exactly where OpenBLAS runs its AVX-512 kernels."""
-    assert gemm.few_rows_take_weight_left() == (blas_architecture() in {"SkylakeX", "Cooperlake", "SapphireRapids"})
+    """The weight-left form is taken where OpenBLAS runs its AVX-512 kernels and never on its AVX2 ones,
+    whatever the CPU (OPENBLAS_CORETYPE picks them)."""
+    code = ("from tfao.kernels import gemm; from tfao.kernels.parallel import blas_architecture; "
+            "print(blas_architecture(), gemm.few_rows_take_weight_left())")
+    assert run_child(code, {"OPENBLAS_CORETYPE": "Haswell"}) == "Haswell False"
+    architecture, weight_left = run_child(code, {}).split()
+    assert weight_left == str(architecture in ("SkylakeX", "Cooperlake", "SapphireRapids"))
 
 
 def test_special_values_in_gemm():

@@ -26,10 +26,10 @@ from .reductions import max_reduce
 # Up to this many rows, fast mode's products are cheaper in another form than ``x @ weight.T`` with the
 # checkpoint's [out, in] array read transposed; from about 77 rows on the forms are within a few percent, so
 # large products keep that one. Which form is cheaper depends on OpenBLAS's kernels: its AVX-512 (SkylakeX)
-# sgemm takes ``weight @ x.T`` with the weight as it is, 0.55 to 0.8 of the time of the next best for 8 to
-# 48 rows (MiniLM's 24 products one after another, out of cache), but up to twice as long as the row-major
-# [in, out] copy for a wide output (t5's 32,128-word head); its AVX2 (Haswell) one takes that copy, 0.75 to
-# 0.9 of the time of the transposed read and of ``weight @ x.T``.
+# sgemm takes ``weight @ x.T`` with the weight as it is, 0.66 to 0.86 of the time of the next best for 8 to
+# 48 rows (MiniLM's 24 products one after another, out of cache), but 1.8 times as long as the row-major
+# [in, out] copy for a wide output at 32 rows (t5's 32,128-word head); its AVX2 (Haswell) one takes that
+# copy, 0.75 to 0.87 of the time of the transposed read and of ``weight @ x.T`` on one thread.
 FEW_ROWS = 64
 WEIGHT_LEFT_MAX_OUT = 2048
 _WEIGHT_LEFT_KERNELS = {"SkylakeX", "Cooperlake", "SapphireRapids"}
@@ -269,9 +269,9 @@ class Linear:
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)  # [M, in]
         if resolve_mode(mode) == "fast":
-            if x2.shape[0] <= FEW_ROWS and self.out_features <= WEIGHT_LEFT_MAX_OUT and few_rows_take_weight_left():
-                return self._weight_left(x2).reshape(*lead, self.out_features)
             if x2.shape[0] <= FEW_ROWS:
+                if self.out_features <= WEIGHT_LEFT_MAX_OUT and few_rows_take_weight_left():
+                    return self._weight_left(x2).reshape(*lead, self.out_features)
                 out = x2 @ self._row_major_weight()  # [M, out]
             elif len(self.blocks) == 1:
                 out = x2 @ self.blocks[0].T  # [M, out]
