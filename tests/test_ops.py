@@ -93,9 +93,10 @@ def test_fast_products_of_few_rows_take_the_form_the_kernels_prefer(tmp_path, mo
     before = private.nbytes()
     np.testing.assert_allclose(private(many, mode="fast"), many @ reference + bias, rtol=1e-5, atol=1e-5)
     assert private.nbytes() == before  # no copy for many rows
-    got = private(few[None], mode="fast")
-    assert got.shape == (1, FEW_ROWS, 32) and got.flags.c_contiguous
-    np.testing.assert_allclose(got[0], few @ reference + bias, rtol=1e-5, atol=1e-5)
+    for rows in (1, 2, 3, 15, FEW_ROWS):  # padded to a multiple of 4 beyond 2 rows: the same product
+        got = private(few[None, :rows], mode="fast")
+        assert got.shape == (1, rows, 32) and got.flags.c_contiguous
+        np.testing.assert_allclose(got[0], few[:rows] @ reference + bias, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ops.Linear(parts)(few, mode="fast"), few @ reference, rtol=1e-5, atol=1e-5)
     assert private.nbytes() == before + (0 if weight_left else weight_bytes)
     shared = ops.Linear(parts, bias, prepared=ops.PreparedStore(tmp_path))
@@ -106,6 +107,10 @@ def test_fast_products_of_few_rows_take_the_form_the_kernels_prefer(tmp_path, mo
     before = wide.nbytes()
     np.testing.assert_allclose(wide(few[:, :8], mode="fast"), few[:, :8] @ wide.weight.T, rtol=1e-5, atol=1e-5)
     assert wide.nbytes() == before + wide.weight.nbytes  # the row-major copy, whatever the kernels
+
+
+def test_fast_products_of_few_rows_are_padded_to_the_kernels_step():
+    assert [gemm.padded_row_count(rows) for rows in (1, 2, 3, 4, 5, 15, 16, 61, FEW_ROWS)] == [1, 2, 4, 4, 8, 16, 16, 64, FEW_ROWS]
 
 
 def test_fast_products_of_few_rows_follow_the_blas_kernels():
