@@ -123,3 +123,22 @@ def test_a_decoder_prefix_is_continued_as_transformers_does(models, search):
     prefix = np.array([[0, 5, 7]] * 3)
     expected = reference_generate(reference, ids, mask, decoder_input_ids=torch.tensor(prefix), **options)
     assert model.generate(ids, mask, decoder_prefix=[5, 7], **options).tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("length, k", [(7, 3), (50, 4), (4 * 3001, 8), (20000, 1)])
+def test_top_k_is_the_head_of_the_stable_descending_sort(length, k):
+    """Long rows (a beam search's beams times the vocabulary) are cut down by a partition first: the indices
+    stay those of the whole row's stable sort, ties to the lower index, NaN below every number."""
+    from tfao.kernels.generation import _top_k
+
+    rng = np.random.default_rng(length)
+    values = rng.integers(-5, 5, (3, length)).astype(np.float32)  # many ties, also at the k-th value
+    values[0, ::3] = np.nan
+    values[1, :] = -np.inf
+    values[1, length // 2] = 0.0
+    values[2, 1::2] = -0.0
+    expected = np.argsort(-values, axis=-1, kind="stable")[:, :k]
+    assert np.array_equal(_top_k(values, k), expected)
+    few_numbers = np.full((1, length), np.nan, dtype=np.float32)
+    few_numbers[0, -1] = 1.0
+    assert np.array_equal(_top_k(few_numbers, k), np.argsort(-few_numbers, axis=-1, kind="stable")[:, :k])

@@ -21,6 +21,7 @@ from .random import Generator
 
 MAX_BEAMS = 64  # bounds the rows one prompt may occupy
 _BANNED = np.float32(-1.0e9)  # transformers' score for beams that must not be picked
+_TOP_K_SORT_WHOLE = 16  # rows up to this many times k long are sorted whole: a partition gains nothing there
 _GENERATION_CONFIG_KEYS = ("max_new_tokens", "max_length", "min_new_tokens", "num_beams", "length_penalty",
                            "early_stopping", "num_return_sequences", "do_sample", "temperature", "top_k", "top_p",
                            "repetition_penalty", "no_repeat_ngram_size", "eos_token_id", "pad_token_id",
@@ -134,8 +135,24 @@ def _process(settings: GenerationSettings, sequences: np.ndarray, scores: np.nda
 
 
 def _top_k(values: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` largest values per row, best first, ties to the lower index (as torch.topk on CPU)."""
-    return np.argsort(-values, axis=-1, kind="stable")[..., :k]
+    """Indices of the ``k`` largest values per row, best first, ties to the lower index (as torch.topk on CPU);
+    NaN ranks below every number.
+
+    A long row (a beam search's beams times the vocabulary) is first cut down to its values at least as
+    large as its k-th largest, found by a partition: the stable sort of those gives the same indices as
+    sorting the whole row, at a fraction of the cost (4 x 32,128 values: 3 ms a sort)."""
+    keys = -values  # ascending keys are descending values; NaN sorts last either way
+    n = keys.shape[-1]
+    if n <= _TOP_K_SORT_WHOLE * k:
+        return np.argsort(keys, axis=-1, kind="stable")[..., :k]
+    rows = keys.reshape(-1, n)
+    bounds = np.partition(rows, k - 1, axis=-1)[:, k - 1]  # each row's k-th smallest key
+    top = np.empty((len(rows), k), dtype=np.intp)
+    for row, (row_keys, bound) in enumerate(zip(rows, bounds)):
+        # a NaN bound: fewer than k numbers in the row, so every entry is a candidate
+        candidates = np.arange(n) if np.isnan(bound) else np.flatnonzero(row_keys <= bound)  # ascending indices
+        top[row] = candidates[np.argsort(row_keys[candidates], kind="stable")[:k]]
+    return top.reshape(*keys.shape[:-1], k)
 
 
 def _greedy_or_sample(decoder, settings: GenerationSettings, prompt_keys, start: np.ndarray) -> np.ndarray:
