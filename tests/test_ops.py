@@ -77,13 +77,14 @@ def test_linear_matches_float64_in_both_modes():
         assert np.max(np.abs(got - ref)) < 1e-5
 
 
-@pytest.mark.parametrize("weight_left", [True, False], ids=["avx512-kernels", "avx2-kernels"])
-def test_fast_products_of_few_rows_take_the_form_the_kernels_prefer(tmp_path, monkeypatch, weight_left):
-    """Up to ``FEW_ROWS`` rows fast mode multiplies as ``weight @ x.T`` (OpenBLAS's AVX-512 kernels, no copy;
-    outputs up to ``WEIGHT_LEFT_MAX_OUT`` wide) or by an [in, out] copy of the weight made once (its AVX2
-    ones, and wider outputs), private memory unless a prepared store maps it; beyond, by the checkpoint's
-    array in place. Every form gives the product."""
-    monkeypatch.setattr(gemm, "few_rows_take_weight_left", lambda: weight_left)
+@pytest.mark.parametrize("avx512", [True, False], ids=["avx512-kernels", "avx2-kernels"])
+def test_fast_products_of_few_rows_take_the_form_the_kernels_prefer(tmp_path, monkeypatch, avx512):
+    """Up to ``FEW_ROWS`` rows fast mode multiplies by small column blocks (2 to ``SMALL_KERNEL_ROWS`` rows) or
+    as ``weight @ x.T`` (outputs up to ``WEIGHT_LEFT_MAX_OUT`` wide), the weight in place, on OpenBLAS's
+    AVX-512 kernels; by an [in, out] copy of the weight made once on its AVX2 ones, and for wider outputs,
+    private memory unless a prepared store maps it; beyond, by the checkpoint's array in place. Every form
+    gives the product."""
+    monkeypatch.setattr(gemm, "blas_runs_avx512_kernels", lambda: avx512)
     parts = [rng.standard_normal((n, 40)).astype(np.float32) for n in (24, 8)]
     bias = rng.standard_normal(32).astype(np.float32)
     reference = np.concatenate(parts).astype(np.float64).T
@@ -98,15 +99,25 @@ def test_fast_products_of_few_rows_take_the_form_the_kernels_prefer(tmp_path, mo
         assert got.shape == (1, rows, 32) and got.flags.c_contiguous
         np.testing.assert_allclose(got[0], few[:rows] @ reference + bias, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ops.Linear(parts)(few, mode="fast"), few @ reference, rtol=1e-5, atol=1e-5)
-    assert private.nbytes() == before + (0 if weight_left else weight_bytes)
+    assert private.nbytes() == before + (0 if avx512 else weight_bytes)
     shared = ops.Linear(parts, bias, prepared=ops.PreparedStore(tmp_path))
     assert shared(few, mode="fast").tobytes() == private(few, mode="fast").tobytes()
-    assert bool(list(tmp_path.glob("*rowmajor32.weight.npy"))) != weight_left
+    assert bool(list(tmp_path.glob("*rowmajor32.weight.npy"))) != avx512
     assert shared.nbytes() == weight_bytes + bias.nbytes
     wide = ops.Linear(rng.standard_normal((gemm.WEIGHT_LEFT_MAX_OUT + 1, 8)).astype(np.float32))
     before = wide.nbytes()
     np.testing.assert_allclose(wide(few[:, :8], mode="fast"), few[:, :8] @ wide.weight.T, rtol=1e-5, atol=1e-5)
     assert wide.nbytes() == before + wide.weight.nbytes  # the row-major copy, whatever the kernels
+
+    # many column blocks (1024 inputs: 128 columns a block at 4 rows), across the stacked parts
+    blocks = ops.Linear([rng.standard_normal((n, 1024)).astype(np.float32) for n in (200, 100)], bias[:1].repeat(300))
+    before = blocks.nbytes()
+    for rows in range(2, gemm.SMALL_KERNEL_ROWS + 1):
+        x = rng.standard_normal((rows, 1024)).astype(np.float32)
+        got = blocks(x, mode="fast")
+        assert got.shape == (rows, 300) and got.flags.c_contiguous
+        np.testing.assert_allclose(got, x @ blocks.weight.T + blocks.bias, rtol=1e-4, atol=1e-4)
+    assert blocks.nbytes() == before + (0 if avx512 else blocks.weight.nbytes)
 
 
 def test_fast_products_of_few_rows_are_padded_to_the_kernels_step():
@@ -114,13 +125,13 @@ def test_fast_products_of_few_rows_are_padded_to_the_kernels_step():
 
 
 def test_fast_products_of_few_rows_follow_the_blas_kernels():
-    """The weight-left form is taken where OpenBLAS runs its AVX-512 kernels and never on its AVX2 ones,
+    """The AVX-512 forms are taken where OpenBLAS runs its AVX-512 kernels and never on its AVX2 ones,
     whatever the CPU (OPENBLAS_CORETYPE picks them)."""
     code = ("from tfao.kernels import gemm; from tfao.kernels.parallel import blas_architecture; "
-            "print(blas_architecture(), gemm.few_rows_take_weight_left())")
+            "print(blas_architecture(), gemm.blas_runs_avx512_kernels())")
     assert run_child(code, {"OPENBLAS_CORETYPE": "Haswell"}) == "Haswell False"
-    architecture, weight_left = run_child(code, {}).split()
-    assert weight_left == str(architecture in ("SkylakeX", "Cooperlake", "SapphireRapids"))
+    architecture, avx512 = run_child(code, {}).split()
+    assert avx512 == str(architecture in ("SkylakeX", "Cooperlake", "SapphireRapids"))
 
 
 def test_special_values_in_gemm():

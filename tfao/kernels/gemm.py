@@ -32,13 +32,20 @@ from .reductions import max_reduce
 # copy, 0.75 to 0.87 of the time of the transposed read and of ``weight @ x.T`` on one thread.
 FEW_ROWS = 64
 WEIGHT_LEFT_MAX_OUT = 2048
-_WEIGHT_LEFT_KERNELS = {"SkylakeX", "Cooperlake", "SapphireRapids"}
+_AVX512_KERNELS = {"SkylakeX", "Cooperlake", "SapphireRapids"}
 # OpenBLAS's sgemm kernels take such products in steps of 4 or 8 rows and are slow on the remainder: MiniLM's
 # 24 products at 15 rows took 7.1 ms against 4.2 at 16 (SkylakeX, weight @ x.T, one thread) and 6.1 against
 # 4.8 (Haswell, row-major copy). So fast mode pads few rows with zero rows to a multiple of 4: over 3 to 64
 # rows that took 0.90 to 0.96 of the time on average (both kernels, one and two threads). One or two rows
 # (a decoder's step) stay as they are, and float64 products gain nothing from it.
 FEW_ROWS_STEP = 4
+# From 2 to 6 rows (a beam search's or a small batch's decoding step) the AVX-512 kernels do better still on
+# column blocks small enough for OpenBLAS's small-matrix path (M N K up to 1e6), which reads the weight
+# where it lies instead of packing a copy of it first: t5-small's 32,128-word head at 4 rows took 2.8-4.2 ms
+# against 4.7-5.1 for its best packed form on two threads, and a whole decoding step's products 0.75
+# to 0.91 of the time (2 to 6 rows; about half on one thread; at 8 rows 1.1, so more rows keep the forms above).
+SMALL_KERNEL_ROWS = 6
+SMALL_KERNEL_SIZE = 1 << 19  # M N K of one block
 
 
 def padded_row_count(rows: int) -> int:
@@ -47,10 +54,11 @@ def padded_row_count(rows: int) -> int:
 
 
 @cache
-def few_rows_take_weight_left() -> bool:
-    """Whether fast mode multiplies few rows as ``weight @ x.T`` (OpenBLAS's AVX-512 kernels) rather than by
-    a row-major copy of the weight, for outputs up to ``WEIGHT_LEFT_MAX_OUT`` wide."""
-    return blas_architecture() in _WEIGHT_LEFT_KERNELS
+def blas_runs_avx512_kernels() -> bool:
+    """Whether OpenBLAS runs its AVX-512 kernels here: fast mode then multiplies few rows by small column
+    blocks or as ``weight @ x.T`` (outputs up to ``WEIGHT_LEFT_MAX_OUT`` wide) rather than by a row-major copy
+    of the weight."""
+    return blas_architecture() in _AVX512_KERNELS
 
 
 def gemm_bits(k: int) -> int:
@@ -268,12 +276,30 @@ class Linear:
             return np.ascontiguousarray(out_t[:, :rows].T)  # [M, out]
         return np.add(out_t[:, :rows].T, self.bias, out=np.empty((rows, self.out_features), dtype=np.float32))  # [M, out]
 
+    def _small_kernel_blocks(self, x2: np.ndarray) -> np.ndarray:
+        """Fast mode's ``x2 @ weight.T + bias`` by column blocks of at most ``SMALL_KERNEL_SIZE`` M N K."""
+        rows = x2.shape[0]
+        out = np.empty((rows, self.out_features), dtype=np.float32)  # [M, out]
+        width = SMALL_KERNEL_SIZE // (rows * self.in_features) // 16 * 16
+        start = 0
+        for block in self.blocks:
+            for first in range(0, block.shape[0], width):
+                part = block[first:first + width]  # [n, in], the checkpoint's rows in place
+                np.matmul(x2, part.T, out=out[:, start + first:start + first + part.shape[0]])
+            start += block.shape[0]
+        if self.bias is not None:
+            out += self.bias
+        return out
+
     def _few_rows(self, x2: np.ndarray) -> np.ndarray:
         """Fast mode's ``x2 @ weight.T + bias`` for up to ``FEW_ROWS`` rows, in the form the kernels prefer."""
+        if (2 <= x2.shape[0] <= SMALL_KERNEL_ROWS and blas_runs_avx512_kernels()
+                and 16 * x2.shape[0] * self.in_features <= SMALL_KERNEL_SIZE):
+            return self._small_kernel_blocks(x2)
         rows, padded = x2.shape[0], padded_row_count(x2.shape[0])
         if padded != rows:
             x2 = np.concatenate([x2, np.zeros((padded - rows, self.in_features), dtype=x2.dtype)])  # [M', in]
-        if self.out_features <= WEIGHT_LEFT_MAX_OUT and few_rows_take_weight_left():
+        if self.out_features <= WEIGHT_LEFT_MAX_OUT and blas_runs_avx512_kernels():
             return self._weight_left(x2, rows)
         out = np.matmul(x2, self._row_major_weight())[:rows]  # [M, out]: leading rows, still contiguous
         if self.bias is not None:
