@@ -79,7 +79,8 @@ def test_linear_matches_float64_in_both_modes():
 
 @pytest.mark.parametrize("avx512", [True, False], ids=["avx512-kernels", "avx2-kernels"])
 def test_fast_products_of_few_rows_take_the_form_the_kernels_prefer(tmp_path, monkeypatch, avx512):
-    """Up to ``FEW_ROWS`` rows fast mode multiplies by small column blocks (2 to ``SMALL_KERNEL_ROWS`` rows) or
+    """Up to ``FEW_ROWS`` rows fast mode multiplies by small column blocks (2 to ``SMALL_KERNEL_ROWS`` rows, to
+    ``SMALL_KERNEL_ROWS_WIDE`` for outputs wider than ``WEIGHT_LEFT_MAX_OUT``) or
     as ``weight @ x.T`` (outputs up to ``WEIGHT_LEFT_MAX_OUT`` wide), the weight in place, on OpenBLAS's
     AVX-512 kernels; by an [in, out] copy of the weight made once on its AVX2 ones, and for wider outputs,
     private memory unless a prepared store maps it; beyond, by the checkpoint's array in place. Every form
@@ -106,6 +107,9 @@ def test_fast_products_of_few_rows_take_the_form_the_kernels_prefer(tmp_path, mo
     assert shared.nbytes() == weight_bytes + bias.nbytes
     wide = ops.Linear(rng.standard_normal((gemm.WEIGHT_LEFT_MAX_OUT + 1, 8)).astype(np.float32))
     before = wide.nbytes()
+    rows = gemm.SMALL_KERNEL_ROWS_WIDE  # a wide output takes the column blocks up to here on the AVX-512 kernels
+    np.testing.assert_allclose(wide(few[:rows, :8], mode="fast"), few[:rows, :8] @ wide.weight.T, rtol=1e-5, atol=1e-5)
+    assert wide.nbytes() == before + (0 if avx512 else wide.weight.nbytes)
     np.testing.assert_allclose(wide(few[:, :8], mode="fast"), few[:, :8] @ wide.weight.T, rtol=1e-5, atol=1e-5)
     assert wide.nbytes() == before + wide.weight.nbytes  # the row-major copy, whatever the kernels
 

@@ -44,7 +44,10 @@ FEW_ROWS_STEP = 4
 # where it lies instead of packing a copy of it first: t5-small's 32,128-word head at 4 rows took 2.8-4.2 ms
 # against 4.7-5.1 for its best packed form on two threads, and a whole decoding step's products 0.75
 # to 0.91 of the time (2 to 6 rows; about half on one thread; at 8 rows 1.1, so more rows keep the forms above).
+# Outputs wider than WEIGHT_LEFT_MAX_OUT (a vocabulary head, whose other form is a row-major copy) take the
+# blocks up to 8 rows: t5-small greedy batch 8 took 682-696 ms against 750-792 (two alternating runs).
 SMALL_KERNEL_ROWS = 6
+SMALL_KERNEL_ROWS_WIDE = 8
 SMALL_KERNEL_SIZE = 1 << 19  # M N K of one block
 
 
@@ -293,7 +296,8 @@ class Linear:
 
     def _few_rows(self, x2: np.ndarray) -> np.ndarray:
         """Fast mode's ``x2 @ weight.T + bias`` for up to ``FEW_ROWS`` rows, in the form the kernels prefer."""
-        if (2 <= x2.shape[0] <= SMALL_KERNEL_ROWS and blas_runs_avx512_kernels()
+        most_rows = SMALL_KERNEL_ROWS_WIDE if self.out_features > WEIGHT_LEFT_MAX_OUT else SMALL_KERNEL_ROWS
+        if (2 <= x2.shape[0] <= most_rows and blas_runs_avx512_kernels()
                 and 16 * x2.shape[0] * self.in_features <= SMALL_KERNEL_SIZE):
             return self._small_kernel_blocks(x2)
         rows, padded = x2.shape[0], padded_row_count(x2.shape[0])
