@@ -35,7 +35,7 @@ WEIGHT_LEFT_MAX_OUT = 2048
 _AVX512_KERNELS = {"SkylakeX", "Cooperlake", "SapphireRapids"}
 # OpenBLAS's sgemm kernels take such products in steps of 4 or 8 rows and are slow on the remainder: MiniLM's
 # 24 products at 15 rows took 7.1 ms against 4.2 at 16 (SkylakeX, weight @ x.T, one thread) and 6.1 against
-# 4.8 (Haswell, row-major copy). So fast mode pads few rows with zero rows to a multiple of 4: over 3 to 64
+# 4.8 (Haswell, row-major copy). So fast mode pads few rows with zero rows to a multiple of 4: over 1 to 64
 # rows that took 0.90 to 0.96 of the time on average (both kernels, one and two threads). One or two rows
 # (a decoder's step) stay as they are, and float64 products gain nothing from it.
 FEW_ROWS_STEP = 4
@@ -279,33 +279,32 @@ class Linear:
             return np.ascontiguousarray(out_t[:, :rows].T)  # [M, out]
         return np.add(out_t[:, :rows].T, self.bias, out=np.empty((rows, self.out_features), dtype=np.float32))  # [M, out]
 
-    def _small_kernel_blocks(self, x2: np.ndarray) -> np.ndarray:
-        """Fast mode's ``x2 @ weight.T + bias`` by column blocks of at most ``SMALL_KERNEL_SIZE`` M N K."""
-        rows = x2.shape[0]
-        out = np.empty((rows, self.out_features), dtype=np.float32)  # [M, out]
-        width = SMALL_KERNEL_SIZE // (rows * self.in_features) // 16 * 16
+    def _into_columns(self, x2: np.ndarray, width: int | None = None) -> np.ndarray:
+        """Fast mode's ``x2 @ weight.T``, each block's product straight into its columns of the result, in
+        slices of ``width`` of the weight's rows (whole blocks when None), the checkpoint's arrays in place."""
+        out = np.empty((x2.shape[0], self.out_features), dtype=np.float32)  # [M, out]
         start = 0
         for block in self.blocks:
-            for first in range(0, block.shape[0], width):
-                part = block[first:first + width]  # [n, in], the checkpoint's rows in place
+            step = width or block.shape[0]
+            for first in range(0, block.shape[0], step):
+                part = block[first:first + step]  # [n, in]
                 np.matmul(x2, part.T, out=out[:, start + first:start + first + part.shape[0]])
             start += block.shape[0]
-        if self.bias is not None:
-            out += self.bias
         return out
 
     def _few_rows(self, x2: np.ndarray) -> np.ndarray:
         """Fast mode's ``x2 @ weight.T + bias`` for up to ``FEW_ROWS`` rows, in the form the kernels prefer."""
+        rows, avx512 = x2.shape[0], blas_runs_avx512_kernels()
         most_rows = SMALL_KERNEL_ROWS_WIDE if self.out_features > WEIGHT_LEFT_MAX_OUT else SMALL_KERNEL_ROWS
-        if (2 <= x2.shape[0] <= most_rows and blas_runs_avx512_kernels()
-                and 16 * x2.shape[0] * self.in_features <= SMALL_KERNEL_SIZE):
-            return self._small_kernel_blocks(x2)
-        rows, padded = x2.shape[0], padded_row_count(x2.shape[0])
-        if padded != rows:
-            x2 = np.concatenate([x2, np.zeros((padded - rows, self.in_features), dtype=x2.dtype)])  # [M', in]
-        if self.out_features <= WEIGHT_LEFT_MAX_OUT and blas_runs_avx512_kernels():
-            return self._weight_left(x2, rows)
-        out = np.matmul(x2, self._row_major_weight())[:rows]  # [M, out]: leading rows, still contiguous
+        if avx512 and 2 <= rows <= most_rows and 16 * rows * self.in_features <= SMALL_KERNEL_SIZE:
+            out = self._into_columns(x2, SMALL_KERNEL_SIZE // (rows * self.in_features) // 16 * 16)  # [M, out]
+        else:
+            padded = padded_row_count(rows)
+            if padded != rows:
+                x2 = np.concatenate([x2, np.zeros((padded - rows, self.in_features), dtype=x2.dtype)])  # [M', in]
+            if avx512 and self.out_features <= WEIGHT_LEFT_MAX_OUT:
+                return self._weight_left(x2, rows)  # the bias added in its transposing pass
+            out = np.matmul(x2, self._row_major_weight())[:rows]  # [M, out]: leading rows, still contiguous
         if self.bias is not None:
             out += self.bias
         return out
@@ -324,14 +323,7 @@ class Linear:
         if resolve_mode(mode) == "fast":
             if x2.shape[0] <= FEW_ROWS:
                 return self._few_rows(x2).reshape(*lead, self.out_features)
-            if len(self.blocks) == 1:
-                out = x2 @ self.blocks[0].T  # [M, out]
-            else:  # each block's product straight into its columns
-                out = np.empty((x2.shape[0], self.out_features), dtype=np.float32)  # [M, out]
-                start = 0
-                for block in self.blocks:
-                    np.matmul(x2, block.T, out=out[:, start:start + block.shape[0]])
-                    start += block.shape[0]
+            out = x2 @ self.blocks[0].T if len(self.blocks) == 1 else self._into_columns(x2)  # [M, out]
             if self.bias is not None:
                 out += self.bias
             return out.reshape(*lead, self.out_features)
