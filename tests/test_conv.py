@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 
-from tfao.kernels import networks, ops
-from tfao.kernels.conv import Conv2d, attention, group_norm, to_channels_first, to_channels_last, upsample_nearest2x
+from tfao.kernels import networks, ops, parallel
+from tfao.kernels.conv import Conv2d, GroupNorm, attention, group_norm, to_channels_first, to_channels_last, upsample_nearest2x
 
 MODES = ["exact", "fast"]
 
@@ -36,10 +36,12 @@ def test_conv2d_matches_torch(mode, kernel, stride, padding):
     assert rel_err(got, want) <= 1e-5
 
 
-def test_exact_conv2d_bits_do_not_depend_on_tiles_or_batch():
+def test_exact_conv2d_bits_do_not_depend_on_tiles_or_batch(monkeypatch):
     x, weight, bias = rng_array(3, 3, 17, 13, 8), rng_array(4, 16, 8, 3, 3), rng_array(5, 16)
     conv = Conv2d(weight, bias, padding=1)
+    monkeypatch.setattr(parallel, "blas_threads", lambda: 1)
     whole = conv(x, mode="exact")
+    monkeypatch.setattr(parallel, "blas_threads", lambda: 3)  # blocks of tile rows side by side
     tiny_tiles = conv(x, mode="exact", tile_elements=1)
     alone = np.concatenate([conv(x[i:i + 1], mode="exact", tile_elements=700) for i in range(3)])
     assert whole.tobytes() == tiny_tiles.tobytes() == alone.tobytes()
@@ -100,6 +102,25 @@ def test_group_norm_matches_torch(mode):
     assert rel_err(got, want) <= 1e-5
 
 
+@pytest.mark.parametrize("silu", [False, True])
+def test_a_large_group_norm_runs_its_groups_side_by_side_with_the_same_bits(monkeypatch, silu):
+    x = to_channels_last(rng_array(30, 1, 64, 64, 64, scale=3.0)) + np.float32(1.0)  # 2**18 elements: split
+    weight, bias = rng_array(31, 64), rng_array(32, 64)
+    norm, groups_seen = GroupNorm(weight, bias, 32, 1e-6), []
+    monkeypatch.setattr("tfao.kernels.conv.group_norm", lambda x, groups, *rest, **kw: groups_seen.append(groups) or group_norm(x, groups, *rest, **kw))
+    want = F.group_norm(torch.from_numpy(to_channels_first(x)), 32, torch.from_numpy(weight), torch.from_numpy(bias), 1e-6)
+    want = (F.silu(want) if silu else want).numpy()
+    for mode in MODES:
+        monkeypatch.setattr(parallel, "blas_threads", lambda: 1)
+        alone = norm(x, mode, silu=silu)
+        monkeypatch.setattr(parallel, "blas_threads", lambda: 3)
+        groups_seen.clear()
+        split = norm(x, mode, silu=silu)
+        assert sorted(groups_seen) == [10, 11, 11]
+        assert split.tobytes() == alone.tobytes() if mode == "exact" else rel_err(split, alone) <= 1e-6
+        assert rel_err(to_channels_first(split), want) <= 1e-5
+
+
 def test_exact_group_norm_is_per_sample():
     x = to_channels_last(rng_array(9, 3, 8, 4, 4))
     weight, bias = np.ones(8, np.float32), np.zeros(8, np.float32)
@@ -143,8 +164,6 @@ def test_attention_over_thousands_of_keys_matches_torch(mode, spread):
 
 
 def test_heads_run_side_by_side_with_the_same_bits(monkeypatch):
-    from tfao.kernels import parallel
-
     q, k, v = rng_array(24, 2, 300, 16), rng_array(25, 2, 300, 16), rng_array(26, 2, 300, 16)  # 90,000 scores a head
     for mode in MODES:
         monkeypatch.setattr(parallel, "blas_threads", lambda: 1)

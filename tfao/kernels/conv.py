@@ -16,7 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import ops
-from .parallel import run_pieces
+from .parallel import over_batch, run_pieces
 from .reductions import tree_sum
 from .transcendentals import as64
 from .winograd import Winograd3x3
@@ -25,6 +25,7 @@ _TILE_ELEMENTS = 1 << 22  # patch-matrix entries per convolution tile (32 MiB as
 _WINOGRAD_ELEMENTS = 1 << 21  # transformed-input entries per Winograd block (16 MiB as float64)
 _SCORE_ELEMENTS = 1 << 19  # attention scores per query chunk (2 MiB as float32)
 _PARALLEL_SCORES = 1 << 16  # heads with this many scores each run on all cores, one head per core
+_PARALLEL_NORM_ELEMENTS = 1 << 18  # from this size a group norm runs its groups on all cores
 
 
 class Conv2d:
@@ -177,11 +178,23 @@ def geglu(x: np.ndarray, mode: str | None = None) -> np.ndarray:
 
 
 class GroupNorm:
-    """A GroupNorm layer with its affine parameters; ``silu=True`` applies SiLU after it (ResNet blocks do)."""
+    """A GroupNorm layer with its affine parameters; ``silu=True`` applies SiLU after it (ResNet blocks do).
+
+    A large input's groups are split over the cores, each piece a run of whole groups (a group's statistics
+    and every pixel's result depend on its own channels alone, so the bits are those of one piece)."""
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray, groups: int, eps: float):
         self.weight, self.bias, self.groups, self.eps = weight, bias, groups, eps
 
-    def __call__(self, x: np.ndarray, mode: str | None = None, silu: bool = False) -> np.ndarray:
-        y = group_norm(x, self.groups, self.weight, self.bias, self.eps, mode=mode)
+    def _normalize(self, x: np.ndarray, mode: str | None, silu: bool, channels: slice = slice(None)) -> np.ndarray:
+        """The norm of the whole groups in ``channels`` (all of them by default)."""
+        weight, bias = self.weight[channels], self.bias[channels]
+        y = group_norm(x[..., channels], self.groups * len(weight) // len(self.weight), weight, bias, self.eps, mode=mode)
         return ops.silu(y, mode=mode, out=y) if silu else y
+
+    def __call__(self, x: np.ndarray, mode: str | None = None, silu: bool = False) -> np.ndarray:
+        if x.size < _PARALLEL_NORM_ELEMENTS or x.shape[-1] != len(self.weight):
+            return self._normalize(x, mode, silu)
+        per_group = len(self.weight) // self.groups
+        return over_batch(lambda groups: self._normalize(x, mode, silu, slice(groups.start * per_group, groups.stop * per_group)),
+                          self.groups, axis=-1)

@@ -23,6 +23,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from . import ops
 from .gemm import round_to_grid
+from .parallel import run_pieces
 from .reductions import max_reduce
 
 # 2 G for F(2x2, 3x3): integers, so 4 G g G^T of integer weights stays integer (|.| <= 9 max|g|)
@@ -125,7 +126,8 @@ class Winograd3x3:
         out_channels = u.shape[-1]
         out = np.empty((batch, tile_rows, 2, tile_cols, 2, out_channels), dtype=np.float32)
         block = max(1, tile_elements // (16 * batch * tile_cols * max(channels, out_channels)))
-        for r0 in range(0, tile_rows, block):  # blocks of tile rows, all samples: tiles never interact
+
+        def convolve(r0: int) -> None:  # a block of tile rows, all samples: tiles never interact
             rows = min(block, tile_rows - r0)
             window = padded[:, 2 * r0:2 * (r0 + rows) + 2, :2 * tile_cols + 2]  # [N, 2 rows + 2, 2 tw + 2, C]
             v = np.empty((16, batch, rows, tile_cols, channels), dtype=np.float32)
@@ -136,7 +138,7 @@ class Winograd3x3:
                 _output_transform(m.reshape(16, batch, rows, tile_cols, out_channels), tiles)
                 if self.linear.bias is not None:
                     tiles += self.linear.bias
-                continue
+                return
             # each tile onto the grid 2**(e - bits) of its window's absmax: |B^T d B| < 4 * 2**e
             v = round_to_grid(v, _tile_exponents(window, rows, tile_cols)[..., None], self.bits, headroom=2)
             m = np.matmul(v.reshape(16, -1, channels), u)  # [16, T, O], exact
@@ -145,4 +147,6 @@ class Winograd3x3:
             if self.linear.bias is not None:
                 y += self.linear.bias.astype(np.float64)
             out[:, r0:r0 + rows] = y
+
+        run_pieces(convolve, range(0, tile_rows, block))  # the transforms, one core each, side by side
         return out.reshape(batch, 2 * tile_rows, 2 * tile_cols, out_channels)[:, :out_h, :out_w]
