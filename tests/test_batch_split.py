@@ -85,9 +85,12 @@ def test_unet_cfg_batch(tmp_path, monkeypatch):
     assert seen == [1, 1] and split.tobytes() == whole.tobytes()
 
 
-@pytest.mark.parametrize("mode", ["exact", "fast"])
-@pytest.mark.parametrize("rows, length, pieces", [(3, 12, [3]), (4, 32, [1, 1, 2])])  # 36 tokens stay whole, 128 split
-def test_fast_mode_splits_too_and_small_batches_stay_whole(tmp_path, monkeypatch, mode, rows, length, pieces):
+@pytest.mark.parametrize("mode, rows, length, pieces", [
+    ("exact", 3, 12, [3]), ("fast", 3, 12, [3]),  # 36 tokens stay whole
+    ("exact", 4, 32, [1, 1, 2]),  # 128 tokens split
+    ("fast", 4, 32, [4]), ("fast", 8, 32, [4, 4]), ("fast", 12, 32, [4, 4, 4]),  # 128 tokens a piece
+])
+def test_small_batches_stay_whole_and_fast_mode_splits_by_128_tokens(tmp_path, monkeypatch, mode, rows, length, pieces):
     save_tiny_bert(tmp_path)
     model = BertModel.from_pretrained(tmp_path)
     ids, mask = padded(rows, length, 101)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ops
-from .parallel import SPLIT_TOKENS, over_batch
+from .parallel import over_batch, text_pieces
 from .weights import Weights
 
 _PREFIX = "bert."
@@ -144,7 +144,7 @@ class BertModel:
         token_types = np.zeros_like(input_ids) if token_type_ids is None else np.asarray(token_type_ids, dtype=np.int64).reshape(input_ids.shape)
         return over_batch(lambda rows: self._forward(input_ids[rows], None if keep is None else keep[rows],
                                                      token_types[rows], mode),
-                          len(input_ids), split=input_ids.size >= SPLIT_TOKENS)
+                          len(input_ids), text_pieces(input_ids.size, mode))
 
     def _forward(self, input_ids, keep, token_types, mode):
         length = input_ids.shape[1]

@@ -16,7 +16,7 @@ import numpy as np
 from . import ops
 from .diffusers_folder import read_model_folder
 from .networks import nbytes, share_prepared
-from .parallel import SPLIT_TOKENS, over_batch
+from .parallel import over_batch, text_pieces
 from .weights import WeightError, Weights
 
 _TOKEN_EMBEDDING = "embeddings.token_embedding.weight"
@@ -129,7 +129,7 @@ class CLIPTextModel:
             raise ValueError(f"token ids must lie in [0, {len(self.token_embedding)})")
         keys = np.ones((batch, length), dtype=bool) if attention_mask is None else np.asarray(attention_mask).reshape(batch, length) != 0
         return over_batch(lambda rows: self._forward(input_ids[rows], keys[rows], mode), batch,
-                          split=input_ids.size >= SPLIT_TOKENS)
+                          text_pieces(input_ids.size, mode))
 
     def _forward(self, input_ids, keys, mode):
         batch, length = input_ids.shape

@@ -47,18 +47,29 @@ def run_pieces(work: Callable[[object], None], pieces: Iterable) -> None:
             pass
 
 
-SPLIT_TOKENS = 128  # the batch size times length from which a text encoder splits its batch (below, threads cost more)
+SPLIT_TOKENS = 128  # tokens from which a text encoder splits its batch (below, threads cost more)
 
 
-def over_batch(forward: Callable[[slice], np.ndarray | tuple], batch: int, split: bool = True,
+def text_pieces(tokens: int, mode: str) -> int:
+    """The most pieces a text encoder splits a batch of ``tokens`` tokens into: none below ``SPLIT_TOKENS``;
+    in fast mode one per ``SPLIT_TOKENS`` tokens, since float32 products of few rows on one core each lose
+    more than the elementwise passes gain side by side (with OpenBLAS's SkylakeX kernels fast BERT at 135
+    and 180 tokens took 0.82-0.86 of the time whole, CLIP's 2 x 77 0.89); exact mode's heavier passes gain
+    from 180 tokens on (255: 0.77 of the time whole)."""
+    if tokens < SPLIT_TOKENS:
+        return 1
+    return tokens // SPLIT_TOKENS if mode == "fast" else tokens
+
+
+def over_batch(forward: Callable[[slice], np.ndarray | tuple], batch: int, most_pieces: int | None = None,
                axis: int = 0) -> np.ndarray | tuple:
-    """``forward(rows)`` for consecutive slices of a batch, one per core side by side (unless ``split`` is
-    False), joined along ``axis`` (the first: the batch's; a norm's pieces of channels join along the last). For a forward whose rows do not depend on one another (exact
-    mode's promise) these are the bits of ``forward(slice(0, batch))``. Each core then runs whole GEMMs of
-    its own, and the elementwise passes, which numpy runs on one core, run on all of them: exact BERT at
-    batch 32 took 0.75 of the time, fast BERT 0.85 and fast CLIP 0.91 (with OpenBLAS's Haswell kernels;
-    with its SkylakeX ones fast BERT took as long either way). A small batch gains nothing."""
-    pieces = min(blas_threads(), batch) if split else 1
+    """``forward(rows)`` for consecutive slices of a batch, one per core side by side (at most ``most_pieces``),
+    joined along ``axis`` (the first: the batch's; a norm's pieces of channels join along the last). For a
+    forward whose rows do not depend on one another (exact mode's promise) these are the bits of
+    ``forward(slice(0, batch))``. Each core then runs whole GEMMs of its own, and the elementwise passes,
+    which numpy runs on one core, run on all of them: exact BERT at batch 32 took 0.75 of the time. A small
+    batch gains nothing (see ``text_pieces``)."""
+    pieces = min(blas_threads(), batch, most_pieces or batch)
     if pieces <= 1:
         return forward(slice(0, batch))
     bounds = [batch * i // pieces for i in range(pieces + 1)]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import generation, ops
-from .parallel import SPLIT_TOKENS, over_batch
+from .parallel import over_batch, text_pieces
 from .weights import Weights
 
 MAX_KEYS = 2048  # attention length bound: exact-mode bits (21) fixed whatever the padding or decoded length
@@ -215,7 +215,7 @@ class T5Encoder:
         length = input_ids.shape[1]
         bias = self.stack.position_bias(0, length, length)
         return over_batch(lambda rows: self._forward(input_ids[rows], keep[rows], bias, mode), len(input_ids),
-                          split=input_ids.size >= SPLIT_TOKENS)
+                          text_pieces(input_ids.size, mode))
 
     def _forward(self, input_ids, keep, bias, mode):
         visible = keep[:, None, None, :]  # [B, 1, 1, S]
