@@ -98,6 +98,19 @@ def test_small_batches_stay_whole_and_fast_mode_splits_by_128_tokens(tmp_path, m
     assert seen == pieces
 
 
+@pytest.mark.parametrize("pieces, threads", [(3, 1), (4, 2), (7, 3)])
+def test_pieces_run_side_by_side_only_with_enough_for_each_thread(monkeypatch, pieces, threads):
+    monkeypatch.setattr(parallel, "blas_threads", lambda: 3)
+    seen = set()
+
+    def work(_):
+        seen.add(threading.get_ident())
+        time.sleep(0.05)  # long enough that every thread gets a piece
+
+    parallel.run_pieces(work, range(pieces), per_thread=2)
+    assert len(seen) == threads
+
+
 def counted_slow(monkeypatch, cls, name, builds):
     build = getattr(cls, name)
 

@@ -34,10 +34,11 @@ def blas_architecture() -> str | None:
     return pools[0].info().get("architecture") if pools else None
 
 
-def run_pieces(work: Callable[[object], None], pieces: Iterable) -> None:
-    """``work(piece)`` for every piece, on up to ``blas_threads()`` threads."""
+def run_pieces(work: Callable[[object], None], pieces: Iterable, per_thread: int = 1) -> None:
+    """``work(piece)`` for every piece, on up to ``blas_threads()`` threads with at least ``per_thread``
+    pieces each (fewer pieces run one after another, with BLAS on all its threads)."""
     pieces = list(pieces)
-    workers = min(blas_threads(), len(pieces))
+    workers = min(blas_threads(), len(pieces) // per_thread)
     if workers <= 1:
         for piece in pieces:
             work(piece)
