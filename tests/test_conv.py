@@ -122,6 +122,15 @@ def test_a_large_exact_group_norm_runs_its_groups_side_by_side_with_the_same_bit
     assert rel_err(to_channels_first(alone), want) <= 1e-5 and rel_err(to_channels_first(fast), want) <= 1e-5
 
 
+def test_exact_group_norm_bits_do_not_depend_on_its_blocks(monkeypatch):
+    x = to_channels_last(rng_array(33, 2, 12, 9, 7, scale=5.0)) + np.float32(3.0)
+    weight, bias = rng_array(34, 12), rng_array(35, 12)
+    whole = group_norm(x, 4, weight, bias, 1e-6, mode="exact", activation=ops.silu)
+    monkeypatch.setattr("tfao.kernels.conv._NORM_BLOCK_ELEMENTS", 25)  # two pixels a block, the last one short
+    assert group_norm(x, 4, weight, bias, 1e-6, mode="exact", activation=ops.silu).tobytes() == whole.tobytes()
+    assert whole.tobytes() == ops.silu(group_norm(x, 4, weight, bias, 1e-6, mode="exact"), mode="exact").tobytes()
+
+
 def test_exact_group_norm_is_per_sample():
     x = to_channels_last(rng_array(9, 3, 8, 4, 4))
     weight, bias = np.ones(8, np.float32), np.zeros(8, np.float32)

@@ -25,6 +25,7 @@ _TILE_ELEMENTS = 1 << 22  # patch-matrix entries per convolution tile (32 MiB as
 _WINOGRAD_ELEMENTS = 1 << 21  # transformed-input entries per Winograd block (16 MiB as float64)
 _SCORE_ELEMENTS = 1 << 19  # attention scores per query chunk (2 MiB as float32)
 _PARALLEL_SCORES = 1 << 16  # heads with this many scores each run on all cores, one head per core
+_NORM_BLOCK_ELEMENTS = 1 << 15  # values per block of an exact group norm's elementwise steps (256 KiB as float64)
 _PARALLEL_NORM_ELEMENTS = 1 << 19  # from this size an exact group norm runs its groups on all cores (below, no gain)
 
 
@@ -71,8 +72,9 @@ class Conv2d:
 
 
 def group_norm(x: np.ndarray, groups: int, weight: np.ndarray, bias: np.ndarray, eps: float,
-               mode: str | None = None) -> np.ndarray:
-    """GroupNorm of channels-last ``x`` [N, H, W, C] (biased variance over each group's pixels and channels)."""
+               mode: str | None = None, activation=None) -> np.ndarray:
+    """GroupNorm of channels-last ``x`` [N, H, W, C] (biased variance over each group's pixels and channels),
+    then ``activation(y, mode=mode, out=y)`` if given (an elementwise function such as ``ops.silu``)."""
     batch, height, width, channels = x.shape
     if channels % groups:
         raise ValueError(f"{channels} channels do not split into {groups} groups")
@@ -86,20 +88,34 @@ def group_norm(x: np.ndarray, groups: int, weight: np.ndarray, bias: np.ndarray,
         scale = np.repeat(1 / np.sqrt(var + np.float32(eps)), per_group, axis=1) * np.asarray(weight)  # [N, C]
         centred *= scale[:, None, :]
         centred += np.asarray(bias)
-        return centred.reshape(x.shape)
+        y = centred.reshape(x.shape)
+        return y if activation is None else activation(y, mode=mode, out=y)
 
     def group_sums(pixels):  # [HW, C] -> [G]: each channel over the pixels, then each group, in a fixed order
         return tree_sum(tree_sum(pixels, axis=0).reshape(groups, -1), axis=-1)
 
+    # The elementwise steps run on blocks of pixels that stay in cache; each value takes the same steps
+    # as over the whole image, so the blocks never change the bits.
+    step = max(1, _NORM_BLOCK_ELEMENTS // channels)
+    blocks = [slice(start, start + step) for start in range(0, height * width, step)]
+    weight, bias = as64(weight), as64(bias)
     out = np.empty(x.shape, dtype=np.float32)
     for n in range(batch):  # one sample at a time: float64 temporaries stay one image large
         pixels = x[n].reshape(height * width, channels)  # [HW, C]
-        centred = as64(pixels) - np.repeat(group_sums(pixels) / count, per_group)  # [HW, C]
-        var = group_sums(np.square(centred)) / count  # [G]
-        centred /= np.repeat(np.sqrt(var + eps), per_group)
-        centred *= as64(weight)
-        centred += as64(bias)
-        out[n] = centred.reshape(height, width, channels)
+        mean = np.repeat(group_sums(pixels) / count, per_group)  # [C]
+        squares = np.empty(pixels.shape)  # [HW, C] float64
+        for rows in blocks:
+            np.square(np.subtract(pixels[rows], mean, out=squares[rows]), out=squares[rows])
+        scale = np.repeat(np.sqrt(group_sums(squares) / count + eps), per_group)  # [C]
+        result, centred = out[n].reshape(height * width, channels), np.empty((min(step, height * width), channels))
+        for rows in blocks:
+            part = pixels[rows]
+            block = np.subtract(part, mean, out=centred[:len(part)])  # as in the squares' pass
+            block /= scale
+            block *= weight
+            np.add(block, bias, out=result[rows], casting="same_kind")  # rounded once to float32
+            if activation is not None:
+                activation(result[rows], mode=mode, out=result[rows])
     return out
 
 
@@ -191,8 +207,8 @@ class GroupNorm:
     def _normalize(self, x: np.ndarray, mode: str | None, silu: bool, channels: slice = slice(None)) -> np.ndarray:
         """The norm of the whole groups in ``channels`` (all of them by default)."""
         weight, bias = self.weight[channels], self.bias[channels]
-        y = group_norm(x[..., channels], self.groups * len(weight) // len(self.weight), weight, bias, self.eps, mode=mode)
-        return ops.silu(y, mode=mode, out=y) if silu else y
+        return group_norm(x[..., channels], self.groups * len(weight) // len(self.weight), weight, bias, self.eps,
+                          mode=mode, activation=ops.silu if silu else None)
 
     def __call__(self, x: np.ndarray, mode: str | None = None, silu: bool = False) -> np.ndarray:
         if ops.resolve_mode(mode) == "fast" or x.size < _PARALLEL_NORM_ELEMENTS or x.shape[-1] != len(self.weight):
