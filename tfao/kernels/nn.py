@@ -74,7 +74,8 @@ def relu(x, mode: str | None = None, out: np.ndarray | None = None) -> np.ndarra
 def _silu_exact32(x: np.ndarray) -> np.ndarray:
     """x sigmoid(x) in float32 steps of fixed bits: sigmoid from e = exp(-|x|) <= 1, 1 / (1 + e) or e / (1 + e)."""
     e = exp_nonpositive32(-np.abs(x))
-    sigmoid = np.where(x >= 0, np.float32(1.0), e)
+    # 1 where x >= 0 (e <= 1 there), else e (> 0, or NaN): np.where's loop branches on each sign, 4x the time
+    sigmoid = np.maximum(e, (x >= 0).astype(np.float32))
     sigmoid /= np.float32(1.0) + e
     sigmoid *= x
     return sigmoid

@@ -63,14 +63,15 @@ def exp_nonpositive32(x: np.ndarray) -> np.ndarray:
     """e**x for float32 ``x`` <= 0 (softmax's shifted scores) in float32 ``+ - *`` alone, so the same bits
     on every machine: ``x = n ln2 + r`` (Cody-Waite), a degree-7 polynomial in r, times ``2**n``. Below
     -86 the result is exp(-86) (4e-38) rather than smaller; NaN stays NaN. About 2 ulp."""
-    x = np.maximum(x, _EXP32_FLOOR)  # NaN propagates
-    shifted = x * _EXP32_LOG2E
+    r = np.maximum(x, _EXP32_FLOOR)  # NaN propagates; becomes r in place (fewer fresh pages)
+    shifted = r * _EXP32_LOG2E
     shifted += _EXP32_MAGIC
     n_int = shifted.view(np.int32) - _EXP32_BIASED_MAGIC_BITS  # n + 127, float32's exponent bias
     shifted -= _EXP32_MAGIC  # n as a float32
-    r = x - shifted * _EXP32_LN2_HI
-    r -= shifted * _EXP32_LN2_LO
-    poly = r * _EXP32_COEFFS[0]
+    poly = shifted * _EXP32_LN2_HI
+    r -= poly
+    r -= np.multiply(shifted, _EXP32_LN2_LO, out=poly)
+    poly = np.multiply(r, _EXP32_COEFFS[0], out=poly)
     poly += _EXP32_COEFFS[1]
     for coeff in _EXP32_COEFFS[2:]:
         poly *= r
