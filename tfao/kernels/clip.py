@@ -53,7 +53,8 @@ def _norm(weights: Weights, name: str, width: int) -> tuple[np.ndarray, np.ndarr
 class _EncoderLayer:
     def __init__(self, weights: Weights, hidden: int, inner: int):
         attention = weights.pp("self_attn")
-        self.q, self.k, self.v, self.out = (_linear(attention, f"{name}_proj", hidden, hidden) for name in ("q", "k", "v", "out"))
+        q, k, v, self.out = (_linear(attention, f"{name}_proj", hidden, hidden) for name in ("q", "k", "v", "out"))
+        self.qkv = ops.Linear.stacked([q, k, v])  # one GEMM in exact mode, the same bits
         self.norm1, self.norm2 = _norm(weights, "layer_norm1", hidden), _norm(weights, "layer_norm2", hidden)
         self.fc1, self.fc2 = _linear(weights, "mlp.fc1", inner, hidden), _linear(weights, "mlp.fc2", hidden, inner)
 
@@ -94,10 +95,8 @@ class CLIPTextModel:
         batch, length, hidden = x.shape
         head_dim = hidden // self.heads
 
-        def split_heads(linear):
-            return linear(x, mode=mode).reshape(batch, length, self.heads, head_dim).transpose(0, 2, 1, 3)  # [B, nh, T, hd]
-
-        q, k, v = split_heads(layer.q), split_heads(layer.k), split_heads(layer.v)
+        qkv = layer.qkv(x, mode=mode)  # [B, T, 3H]
+        q, k, v = qkv.reshape(batch, length, 3, self.heads, head_dim).transpose(2, 0, 3, 1, 4)  # 3 x [B, nh, T, hd], views
         scores = ops.matmul(q, k.transpose(0, 1, 3, 2), mode=mode)  # [B, nh, T, T]
         scores *= np.float32(1.0 / math.sqrt(head_dim))
         probs = ops.softmax(scores, where=keep[:, None], mode=mode)  # [B, nh, T, T]
