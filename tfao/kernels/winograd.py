@@ -144,9 +144,10 @@ class Winograd3x3:
             m = np.matmul(v.reshape(16, -1, channels), u)  # [16, T, O], exact
             y = np.empty((batch, rows, 2, tile_cols, 2, out_channels), dtype=np.float64)
             _output_transform(m.reshape(16, batch, rows, tile_cols, out_channels), y)
-            if self.linear.bias is not None:
-                y += self.linear.bias.astype(np.float64)
-            out[:, r0:r0 + rows] = y
+            if self.linear.bias is None:
+                out[:, r0:r0 + rows] = y
+            else:  # the float64 sum, rounded once into the float32 result
+                np.add(y, self.linear.bias.astype(np.float64), out=out[:, r0:r0 + rows], casting="same_kind")
 
         # Blocks side by side put the transforms on every core, but each block's GEMM then reads the whole
         # weight on one core: with two blocks per core or more that paid (a 64 x 64 x 512 convolution 39-51 ms
