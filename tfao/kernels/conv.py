@@ -199,7 +199,7 @@ class GroupNorm:
     In exact mode a large input's groups are split over the cores, each piece a run of whole groups (a
     group's statistics and every pixel's result depend on its own channels alone, so the bits are those of
     one piece): a 64 x 64 x 512 norm with SiLU took 23 ms against 34, 256 x 256 x 128 110 against 158. Fast
-    mode's passes are bound by memory and gained nothing (at 2**21 values and fewer they lost)."""
+    mode's passes are bound by memory: split, they lost up to 2**21 values and came out even above."""
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray, groups: int, eps: float):
         self.weight, self.bias, self.groups, self.eps = weight, bias, groups, eps

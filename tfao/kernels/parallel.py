@@ -56,7 +56,7 @@ def text_pieces(tokens: int, mode: str) -> int:
     in fast mode one per ``SPLIT_TOKENS`` tokens, since float32 products of few rows on one core each lose
     more than the elementwise passes gain side by side (with OpenBLAS's SkylakeX kernels fast BERT at 135
     and 180 tokens took 0.82-0.86 of the time whole, CLIP's 2 x 77 0.89); exact mode's heavier passes gain
-    from 180 tokens on (255: 0.77 of the time whole)."""
+    from 180 tokens on (at 255 split took 0.77 of the time)."""
     if tokens < SPLIT_TOKENS:
         return 1
     return tokens // SPLIT_TOKENS if mode == "fast" else tokens

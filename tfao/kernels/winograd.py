@@ -150,7 +150,7 @@ class Winograd3x3:
                 np.add(y, self.linear.bias.astype(np.float64), out=out[:, r0:r0 + rows], casting="same_kind")
 
         # Blocks side by side put the transforms on every core, but each block's GEMM then reads the whole
-        # weight on one core: with two blocks per core or more that paid (a 64 x 64 x 512 convolution 39-51 ms
-        # against 51, 256 x 256 x 128 70-103 against 103), with one each (a 32 x 32 UNet level) it lost.
+        # weight on one core: with two blocks per core or more that paid (a 64 x 64 x 512 convolution 39-46 ms
+        # against 51, 256 x 256 x 128 70-75 against 103), with one each (a 32 x 32 UNet level) it lost.
         run_pieces(convolve, range(0, tile_rows, block), per_thread=2)
         return out.reshape(batch, 2 * tile_rows, 2 * tile_cols, out_channels)[:, :out_h, :out_w]
